@@ -1,0 +1,292 @@
+package org.loratransplant.model;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.DataType;
+import ai.djl.ndarray.types.Shape;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.List;
+import org.loratransplant.tokenizer.TextTokenizer;
+
+/**
+ * A loaded model with its tokenizer and the two primitives the pipeline needs: teacher-forced
+ * per-token log-probs ({@link #logprobs}) and batched sampling ({@link #generate}). Both take an
+ * optional {@link Adapter}: the expert and the amateur of excess scoring are the same weights with
+ * the adapter on or off, so one copy of the base serves both.
+ */
+public final class LanguageModel implements AutoCloseable {
+  private final LlamaModel model;
+  private final TextTokenizer tokenizer; // null when the directory has none
+
+  private LanguageModel(LlamaModel model, TextTokenizer tokenizer) {
+    this.model = model;
+    this.tokenizer = tokenizer;
+  }
+
+  /** Loads weights and, when present, {@code tokenizer.json}. */
+  public static LanguageModel load(Path dir, Device device) {
+    LlamaModel m = LlamaModel.load(dir, device);
+    try {
+      TextTokenizer tok = TextTokenizer.exists(dir)
+          ? TextTokenizer.load(dir, m.config().bosTokenId()) : null;
+      return new LanguageModel(m, tok);
+    } catch (RuntimeException e) {
+      m.close();
+      throw e;
+    }
+  }
+
+  public ModelConfig config() {
+    return model.config();
+  }
+
+  public LlamaModel model() {
+    return model;
+  }
+
+  /** The tokenizer; fails with a clear message when the model directory has none. */
+  public TextTokenizer tokenizer() {
+    if (tokenizer == null) {
+      throw new IllegalStateException(model.directory() + " has no tokenizer.json");
+    }
+    return tokenizer;
+  }
+
+  public boolean hasTokenizer() {
+    return tokenizer != null;
+  }
+
+  /** The model's eos ids (generation_config.json). */
+  public int[] eosIds() {
+    return config().eosTokenIds().stream().mapToInt(Integer::intValue).toArray();
+  }
+
+  /**
+   * Teacher-forced log-probs: for each pair, {@code log P(response_i | prompt, response_<i)} for
+   * every response token. Pairs are sorted by length and run {@code batchSize} at a time,
+   * right-padded (padding sits after every real token, so the causal mask alone keeps it
+   * invisible and a batched result equals the single-request one).
+   */
+  public List<float[]> logprobs(List<int[]> prompts, List<int[]> responses, Adapter adapter,
+      int batchSize) {
+    if (prompts.size() != responses.size()) {
+      throw new IllegalArgumentException(prompts.size() + " prompts but " + responses.size()
+          + " responses");
+    }
+    int n = prompts.size();
+    for (int i = 0; i < n; i++) {
+      if (prompts.get(i).length == 0) {
+        throw new IllegalArgumentException("request " + i + ": the prompt is empty; the first "
+            + "scored token needs context (start prompts with BOS)");
+      }
+      checkIds(prompts.get(i), "request " + i + " prompt");
+      checkIds(responses.get(i), "request " + i + " response");
+      int len = prompts.get(i).length + responses.get(i).length;
+      if (len > config().maxPositions()) {
+        throw new IllegalArgumentException("request " + i + " has " + len + " tokens, more than "
+            + "the model's " + config().maxPositions() + " positions");
+      }
+    }
+    Integer[] order = new Integer[n];
+    for (int i = 0; i < n; i++) {
+      order[i] = i;
+    }
+    Arrays.sort(order, Comparator.comparingInt(
+        (Integer i) -> -(prompts.get(i).length + responses.get(i).length)).thenComparing(i -> i));
+    float[][] out = new float[n][];
+    for (int start = 0; start < n; start += batchSize) {
+      int[] batch = new int[Math.min(batchSize, n - start)];
+      for (int j = 0; j < batch.length; j++) {
+        batch[j] = order[start + j];
+      }
+      scoreBatch(batch, prompts, responses, adapter, out);
+    }
+    return Arrays.asList(out);
+  }
+
+  private void scoreBatch(int[] batch, List<int[]> prompts, List<int[]> responses,
+      Adapter adapter, float[][] out) {
+    int b = batch.length;
+    int t = 0;
+    for (int r : batch) {
+      t = Math.max(t, prompts.get(r).length + responses.get(r).length);
+    }
+    long[] ids = new long[b * t];
+    long[] targets = new long[b * t];
+    for (int row = 0; row < b; row++) {
+      int[] p = prompts.get(batch[row]);
+      int[] y = responses.get(batch[row]);
+      for (int i = 0; i < p.length + y.length; i++) {
+        ids[row * t + i] = i < p.length ? p[i] : y[i - p.length];
+      }
+      for (int i = 0; i + 1 < p.length + y.length; i++) {
+        targets[row * t + i] = ids[row * t + i + 1];
+      }
+    }
+    long[] positions = new long[b * t];
+    for (int row = 0; row < b; row++) {
+      for (int i = 0; i < t; i++) {
+        positions[row * t + i] = i;
+      }
+    }
+    try (NDManager scope = model.manager().newSubManager()) {
+      NDArray idArr = scope.create(ids, new Shape(b, t));
+      NDArray posArr = scope.create(positions, new Shape(b, t));
+      NDArray mask = scope.create(AttentionMasks.causal(t, 0, config().slidingWindow()),
+          new Shape(1, 1, 1, t, t));
+      NDArray hidden = model.hidden(idArr, posArr, mask, null, adapter, false);
+      NDArray tgt = scope.create(targets, new Shape(b, t, 1));
+      float[] lp = model.logits(hidden).logSoftmax(-1).gather(tgt, -1).toFloatArray();
+      for (int row = 0; row < b; row++) {
+        int r = batch[row];
+        int pl = prompts.get(r).length;
+        float[] res = new float[responses.get(r).length];
+        for (int i = 0; i < res.length; i++) {
+          res[i] = lp[row * t + pl + i - 1];
+        }
+        out[r] = res;
+      }
+    }
+  }
+
+  /**
+   * Samples a continuation of every prompt, {@code batchSize} prompts at a time, left-padded,
+   * with a KV cache. {@code seeds[i]} drives request i's sampler alone.
+   */
+  public List<Generation> generate(List<int[]> prompts, long[] seeds, GenerationParams params,
+      Adapter adapter, int batchSize) {
+    if (seeds.length != prompts.size()) {
+      throw new IllegalArgumentException(prompts.size() + " prompts but " + seeds.length
+          + " seeds");
+    }
+    List<Generation> out = new ArrayList<>(prompts.size());
+    for (int start = 0; start < prompts.size(); start += batchSize) {
+      int end = Math.min(prompts.size(), start + batchSize);
+      out.addAll(generateBatch(prompts.subList(start, end),
+          Arrays.copyOfRange(seeds, start, end), params, adapter));
+    }
+    return out;
+  }
+
+  private List<Generation> generateBatch(List<int[]> prompts, long[] seeds,
+      GenerationParams params, Adapter adapter) {
+    int b = prompts.size();
+    int vocab = config().vocabSize();
+    int window = config().slidingWindow();
+    int p = 0;
+    for (int i = 0; i < b; i++) {
+      int[] prompt = prompts.get(i);
+      if (prompt.length == 0) {
+        throw new IllegalArgumentException("prompt " + i + " is empty (start it with BOS)");
+      }
+      checkIds(prompt, "prompt " + i);
+      p = Math.max(p, prompt.length);
+    }
+    if (p > config().maxPositions()) {
+      throw new IllegalArgumentException("a prompt has " + p + " tokens, more than the model's "
+          + config().maxPositions() + " positions");
+    }
+    int[] pad = new int[b];
+    long[] ids = new long[b * p];
+    long[] positions = new long[b * p];
+    for (int r = 0; r < b; r++) {
+      int[] prompt = prompts.get(r);
+      pad[r] = p - prompt.length;
+      for (int i = 0; i < prompt.length; i++) {
+        ids[r * p + pad[r] + i] = prompt[i];
+        positions[r * p + pad[r] + i] = i;
+      }
+    }
+    Sampler[] samplers = new Sampler[b];
+    List<List<Integer>> generated = new ArrayList<>();
+    String[] finish = new String[b];
+    for (int r = 0; r < b; r++) {
+      samplers[r] = new Sampler(params, seeds[r], vocab);
+      generated.add(new ArrayList<>());
+    }
+    // The last forward runs at position maxPositions - 1; the token it picks is kept but never
+    // fed back (run.c does the same at seq_len).
+    int maxSteps = Math.min(params.maxNewTokens(), config().maxPositions() - p + 1);
+    try (NDManager scope = model.manager().newSubManager();
+        KvCache cache = new KvCache(scope, config().numLayers())) {
+      int active = b;
+      int slot = 0; // key slots consumed so far
+      int step = 0;
+      long[] stepIds = ids;
+      long[] stepPos = positions;
+      int t = p;
+      while (active > 0 && step < maxSteps) {
+        float[] logits;
+        try (NDManager stepScope = scope.newSubManager()) {
+          NDArray idArr = stepScope.create(stepIds, new Shape(b, t));
+          NDArray posArr = stepScope.create(stepPos, new Shape(b, t));
+          NDArray mask = stepScope.create(AttentionMasks.leftPadded(pad, t, slot, window),
+              new Shape(b, 1, 1, t, slot + t));
+          NDArray hidden = model.hidden(idArr, posArr, mask, cache, adapter, false);
+          NDArray last = t == 1 ? hidden : hidden.get(":, -1:, :");
+          logits = model.logits(last).toType(DataType.FLOAT32, false).toFloatArray();
+        }
+        slot += t;
+        long[] nextIds = new long[b];
+        long[] nextPos = new long[b];
+        for (int r = 0; r < b; r++) {
+          int pos = slot - pad[r]; // position of the token chosen now
+          nextPos[r] = pos;
+          if (finish[r] != null) {
+            continue; // keeps feeding token 0; its outputs are never read
+          }
+          int tok = samplers[r].next(logits, r * vocab);
+          if (params.isEos(tok)) {
+            finish[r] = "eos";
+            active--;
+            continue;
+          }
+          generated.get(r).add(tok);
+          nextIds[r] = tok;
+          if (generated.get(r).size() >= params.maxNewTokens()) {
+            finish[r] = "length";
+            active--;
+          } else if (pos >= config().maxPositions()) {
+            finish[r] = "context";
+            active--;
+          }
+        }
+        stepIds = nextIds;
+        stepPos = nextPos;
+        t = 1;
+        step++;
+      }
+    }
+    List<Generation> out = new ArrayList<>(b);
+    for (int r = 0; r < b; r++) {
+      int[] toks = generated.get(r).stream().mapToInt(Integer::intValue).toArray();
+      out.add(new Generation(toks, finish[r] == null ? "length" : finish[r]));
+    }
+    return out;
+  }
+
+  private void checkIds(int[] ids, String what) {
+    int v = config().vocabSize();
+    for (int i = 0; i < ids.length; i++) {
+      if (ids[i] < 0 || ids[i] >= v) {
+        throw new IllegalArgumentException(what + ": token " + i + " has id " + ids[i]
+            + ", outside the vocabulary [0, " + v + ")");
+      }
+    }
+  }
+
+  @Override
+  public void close() {
+    model.close();
+    if (tokenizer != null) {
+      tokenizer.close();
+    }
+  }
+
+  /** A continuation: its new token ids (eos excluded) and why it stopped (eos, length, context). */
+  public record Generation(int[] tokens, String finishReason) {}
+}

@@ -1,0 +1,131 @@
+package org.loratransplant.tokenizer;
+
+import ai.djl.huggingface.tokenizers.Encoding;
+import ai.djl.huggingface.tokenizers.HuggingFaceTokenizer;
+import ai.djl.huggingface.tokenizers.jni.CharSpan;
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.IOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.Map;
+
+/**
+ * A Hugging Face {@code tokenizer.json} through DJL's tokenizers binding. Special tokens are never
+ * added implicitly: callers say where BOS goes ({@link #encode(String, boolean)}), because the
+ * pipeline concatenates prompt and response ids and must not get a BOS in the middle.
+ */
+public final class TextTokenizer implements AutoCloseable {
+  private static final ObjectMapper JSON = new ObjectMapper();
+  private final HuggingFaceTokenizer tokenizer;
+  private final Path file;
+  private final boolean addBos;
+  private final int bosId;
+
+  private TextTokenizer(HuggingFaceTokenizer tokenizer, Path file, boolean addBos, int bosId) {
+    this.tokenizer = tokenizer;
+    this.file = file;
+    this.addBos = addBos;
+    this.bosId = bosId;
+  }
+
+  /** Whether {@code modelDir} has a {@code tokenizer.json}. */
+  public static boolean exists(Path modelDir) {
+    return Files.isRegularFile(modelDir.resolve("tokenizer.json"));
+  }
+
+  /**
+   * Loads {@code tokenizer.json} from a model directory; {@code tokenizer_config.json} says
+   * whether the model expects a BOS token first ({@code add_bos_token}, default true).
+   */
+  public static TextTokenizer load(Path modelDir, int bosId) {
+    Path file = modelDir.resolve("tokenizer.json");
+    if (!Files.isRegularFile(file)) {
+      throw new IllegalArgumentException(file + " does not exist: this model directory has no "
+          + "tokenizer (pass token ids instead of text)");
+    }
+    boolean addBos = true;
+    Path cfg = modelDir.resolve("tokenizer_config.json");
+    if (Files.isRegularFile(cfg)) {
+      try {
+        JsonNode node = JSON.readTree(cfg.toFile());
+        addBos = node.path("add_bos_token").asBoolean(true);
+      } catch (IOException e) {
+        throw new IllegalArgumentException(cfg + ": not valid JSON: " + e.getMessage(), e);
+      }
+    }
+    try {
+      HuggingFaceTokenizer tok = HuggingFaceTokenizer.newInstance(file,
+          Map.of("addSpecialTokens", "false", "truncation", "false", "padding", "false",
+              "modelMaxLength", String.valueOf(Integer.MAX_VALUE)));
+      return new TextTokenizer(tok, file, addBos, bosId);
+    } catch (IOException | RuntimeException e) {
+      throw new IllegalArgumentException(file + ": cannot load tokenizer: " + e.getMessage(), e);
+    }
+  }
+
+  public Path file() {
+    return file;
+  }
+
+  /** Token ids of {@code text}, with the model's BOS first when {@code withBos} and it uses one. */
+  public int[] encode(String text, boolean withBos) {
+    long[] ids = tokenizer.encode(text, false, false).getIds();
+    boolean bos = withBos && addBos;
+    int[] out = new int[ids.length + (bos ? 1 : 0)];
+    if (bos) {
+      out[0] = bosId;
+    }
+    for (int i = 0; i < ids.length; i++) {
+      out[i + (bos ? 1 : 0)] = Math.toIntExact(ids[i]);
+    }
+    return out;
+  }
+
+  /** Token ids and, per token, its character span in {@code text} (no BOS). */
+  public Tokens tokens(String text) {
+    Encoding enc = tokenizer.encode(text, false, false);
+    long[] ids = enc.getIds();
+    CharSpan[] spans = enc.getCharTokenSpans();
+    int[] outIds = new int[ids.length];
+    int[] starts = new int[ids.length];
+    int[] ends = new int[ids.length];
+    for (int i = 0; i < ids.length; i++) {
+      outIds[i] = Math.toIntExact(ids[i]);
+      CharSpan s = spans == null || i >= spans.length ? null : spans[i];
+      starts[i] = s == null ? -1 : s.getStart();
+      ends[i] = s == null ? -1 : s.getEnd();
+    }
+    return new Tokens(outIds, enc.getTokens(), starts, ends);
+  }
+
+  /** Text of {@code ids}, special tokens skipped. */
+  public String decode(int[] ids) {
+    long[] l = new long[ids.length];
+    for (int i = 0; i < ids.length; i++) {
+      l[i] = ids[i];
+    }
+    return tokenizer.decode(l, true);
+  }
+
+  /**
+   * Each token decoded on its own, special tokens as "" (what cross-tokenizer alignment walks).
+   * Byte-fallback pieces that are only part of a UTF-8 character decode to replacement chars;
+   * alignment treats them like any other text.
+   */
+  public String[] pieces(int[] ids) {
+    String[] out = new String[ids.length];
+    for (int i = 0; i < ids.length; i++) {
+      out[i] = tokenizer.decode(new long[] {ids[i]}, true);
+    }
+    return out;
+  }
+
+  @Override
+  public void close() {
+    tokenizer.close();
+  }
+
+  /** An encoding: ids, token strings, and character spans ({@code -1} where unknown). */
+  public record Tokens(int[] ids, String[] tokens, int[] charStart, int[] charEnd) {}
+}
