@@ -1,0 +1,63 @@
+package org.loratransplant.tokenizer;
+
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import java.nio.file.Path;
+import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.io.TempDir;
+import org.junit.jupiter.params.ParameterizedTest;
+import org.junit.jupiter.params.provider.ValueSource;
+import org.loratransplant.testing.SharedData;
+
+class TextTokenizerTest {
+
+  @ParameterizedTest
+  @ValueSource(strings = {"stories260K", "babyllama-tok105"})
+  void roundTripsTheLlama2cFixtures(String model) {
+    String file = model.equals("stories260K") ? "stories260K_t0_n256.txt"
+        : "babyllama_tok105_t0_n256.txt";
+    String text = SharedData.text(SharedData.llama2c(file)).strip();
+    try (TextTokenizer tok = TextTokenizer.load(SharedData.model(model), 1)) {
+      int[] ids = tok.encode(text, true);
+      assertEquals(1, ids[0], "BOS first");
+      assertEquals(text, tok.decode(ids));
+      assertTrue(ids.length > 50);
+    }
+  }
+
+  @Test
+  void encodesTheHfReferenceGreedyTokensBackToTheirText() {
+    JsonNode ref = SharedData.json(SharedData.hfReference("stories260K_logprobs.json"));
+    int[] ids = SharedData.ints(ref.get("greedy_from_bos_200_new_tokens"));
+    try (TextTokenizer tok = TextTokenizer.load(SharedData.model("stories260K"), 1)) {
+      String text = tok.decode(ids);
+      assertEquals(ref.get("greedy_decoded_text").asText(), text);
+      int[] again = tok.encode(text, false);
+      assertArrayEquals(ids, again, "the greedy ids are the canonical encoding of their text");
+    }
+  }
+
+  @Test
+  void piecesAndSpansCoverTheText() {
+    try (TextTokenizer tok = TextTokenizer.load(SharedData.model("stories260K"), 1)) {
+      String text = "Lily saw a big dog.";
+      TextTokenizer.Tokens t = tok.tokens(text);
+      String[] pieces = tok.pieces(t.ids());
+      assertEquals(t.ids().length, pieces.length);
+      assertEquals(text.replace(" ", ""), String.join("", pieces).replace(" ", ""));
+      assertEquals(0, t.charStart()[0]);
+      assertEquals(text.length(), t.charEnd()[t.ids().length - 1]);
+    }
+  }
+
+  @Test
+  void missingTokenizerIsAClearError(@TempDir Path dir) {
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> TextTokenizer.load(dir, 1));
+    assertTrue(e.getMessage().contains("tokenizer.json"), e.getMessage());
+  }
+}
