@@ -272,7 +272,7 @@ public final class LlamaModel implements AutoCloseable {
     }
   }
 
-  static NDArray int64(NDManager m, long[] values, long... shape) {
+  public static NDArray int64(NDManager m, long[] values, long... shape) {
     return m.create(values, new Shape(shape)).toType(DataType.INT64, false);
   }
 }

@@ -22,9 +22,9 @@ import org.loratransplant.testing.SharedData;
  * last-position logits, final hidden state, per-token log-probs, their sum, and 10 greedy tokens,
  * within the tolerances its README suggests for a float32 runtime.
  */
-class HuggingFaceParityTest {
+public class HuggingFaceParityTest {
 
-  static void assertClose(double expected, double actual, double absTol, String what) {
+  public static void assertClose(double expected, double actual, double absTol, String what) {
     double tol = absTol + 1e-5 * Math.abs(expected);
     assertTrue(Math.abs(expected - actual) <= tol,
         what + ": expected " + expected + " got " + actual + " (tol " + tol + ")");
@@ -113,7 +113,12 @@ class HuggingFaceParityTest {
   }
 
   /** Runs the full forward on one sequence; returns the last logits and the final hidden state. */
-  static float[][] lastLogitsAndHidden(LanguageModel lm, int[] ids) {
+  public static float[][] lastLogitsAndHidden(LanguageModel lm, int[] ids) {
+    return lastLogitsAndHidden(lm, ids, null);
+  }
+
+  /** The same with an adapter active. */
+  public static float[][] lastLogitsAndHidden(LanguageModel lm, int[] ids, Adapter adapter) {
     LlamaModel m = lm.model();
     int t = ids.length;
     long[] l = new long[t];
@@ -124,7 +129,7 @@ class HuggingFaceParityTest {
     }
     try (NDManager scope = m.manager().newSubManager()) {
       NDArray hidden = m.hidden(scope.create(l, new Shape(1, t)), scope.create(pos, new Shape(1, t)),
-          scope.create(AttentionMasks.causal(t, 0, 0), new Shape(1, 1, 1, t, t)), null, null, false);
+          scope.create(AttentionMasks.causal(t, 0, 0), new Shape(1, 1, 1, t, t)), null, adapter, false);
       NDArray last = hidden.get(":, -1, :");
       return new float[][] {m.logits(last).toFloatArray(), last.toFloatArray()};
     }

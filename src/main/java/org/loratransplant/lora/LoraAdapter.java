@@ -1,0 +1,168 @@
+package org.loratransplant.lora;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import ai.djl.ndarray.types.Shape;
+import ai.djl.nn.norm.Dropout;
+import java.util.ArrayList;
+import java.util.Collections;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import java.util.SplittableRandom;
+import org.loratransplant.model.Adapter;
+import org.loratransplant.model.Linear;
+import org.loratransplant.model.LlamaModel;
+import org.loratransplant.model.ModelConfig;
+import org.loratransplant.model.Projection;
+
+/**
+ * A LoRA on a Llama-family model: for each adapted projection {@code W0 (out, in)}, the update
+ * {@code scaling * B A x} with {@code A (r, in)} and {@code B (out, r)}. Stored transposed,
+ * {@code aT (in, r)} and {@code bT (r, out)}, so the forward is {@code x @ aT @ bT} with no
+ * transposes; PEFT I/O converts.
+ */
+public final class LoraAdapter implements Adapter, AutoCloseable {
+  private final LoraConfig config;
+  private final NDManager manager;
+  private final Map<Key, Pair> pairs;
+  private final NDArray scaling;
+  private boolean mergedInto;
+
+  /** A projection of a layer. */
+  public record Key(int layer, Projection projection) implements Comparable<Key> {
+    @Override
+    public int compareTo(Key o) {
+      return layer != o.layer ? Integer.compare(layer, o.layer)
+          : projection.compareTo(o.projection);
+    }
+  }
+
+  /** The trainable pair of one projection. */
+  public record Pair(NDArray aT, NDArray bT) {}
+
+  LoraAdapter(LoraConfig config, NDManager manager, Map<Key, Pair> pairs) {
+    this.config = config;
+    this.manager = manager;
+    this.pairs = Collections.unmodifiableMap(new LinkedHashMap<>(pairs));
+    this.scaling = manager.create((float) config.scaling());
+  }
+
+  /**
+   * A fresh adapter as PEFT initialises one: A Kaiming-uniform with a = sqrt(5), which is
+   * U(-1/sqrt(in), 1/sqrt(in)); B zero, so the adapted model starts equal to the base. Values come
+   * from a seeded Java RNG in a fixed order, so the same seed gives the same bytes anywhere.
+   */
+  public static LoraAdapter create(LoraConfig config, ModelConfig base, NDManager parent,
+      long seed) {
+    config.checkAgainst(base);
+    NDManager m = parent.newSubManager();
+    SplittableRandom rng = new SplittableRandom(seed);
+    Map<Key, Pair> pairs = new LinkedHashMap<>();
+    for (int l = 0; l < base.numLayers(); l++) {
+      if (!config.adapts(l)) {
+        continue;
+      }
+      for (Projection p : Projection.values()) {
+        if (!config.targetModules().contains(p)) {
+          continue;
+        }
+        int in = p.inFeatures(base);
+        int out = p.outFeatures(base);
+        double bound = 1.0 / Math.sqrt(in);
+        float[] a = new float[in * config.r()]; // row-major aT (in, r)
+        for (int row = 0; row < config.r(); row++) { // PEFT's A is (r, in): fill in that order
+          for (int col = 0; col < in; col++) {
+            a[col * config.r() + row] = (float) ((rng.nextDouble() * 2 - 1) * bound);
+          }
+        }
+        NDArray aT = m.create(a, new Shape(in, config.r()));
+        NDArray bT = m.zeros(new Shape(config.r(), out));
+        pairs.put(new Key(l, p), new Pair(aT, bT));
+      }
+    }
+    return new LoraAdapter(config, m, pairs);
+  }
+
+  public LoraConfig config() {
+    return config;
+  }
+
+  public Map<Key, Pair> pairs() {
+    return pairs;
+  }
+
+  /** Every trainable array, in a fixed order (layer, projection, A then B). */
+  public List<NDArray> parameters() {
+    List<NDArray> out = new ArrayList<>();
+    pairs.keySet().stream().sorted().forEach(k -> {
+      out.add(pairs.get(k).aT());
+      out.add(pairs.get(k).bT());
+    });
+    return out;
+  }
+
+  /** Number of trainable values. */
+  public long parameterCount() {
+    return parameters().stream().mapToLong(a -> a.getShape().size()).sum();
+  }
+
+  @Override
+  public NDArray delta(int layer, Projection projection, NDArray x, boolean training) {
+    Pair p = pairs.get(new Key(layer, projection));
+    if (p == null) {
+      return null;
+    }
+    if (mergedInto) {
+      throw new IllegalStateException("this adapter is merged into the base weights; run the "
+          + "model without it, or unmerge first");
+    }
+    NDArray in = training && config.dropout() > 0
+        ? Dropout.dropout(x, (float) config.dropout(), true).singletonOrThrow() : x;
+    return in.matMul(p.aT()).matMul(p.bT()).mul(scaling);
+  }
+
+  /** Adds {@code scaling * B A} into the base weights (inference with no adapter overhead). */
+  public void merge(LlamaModel model) {
+    if (mergedInto) {
+      throw new IllegalStateException("adapter is already merged");
+    }
+    apply(model, 1);
+    mergedInto = true;
+  }
+
+  /** Subtracts what {@link #merge} added. */
+  public void unmerge(LlamaModel model) {
+    if (!mergedInto) {
+      throw new IllegalStateException("adapter is not merged");
+    }
+    apply(model, -1);
+    mergedInto = false;
+  }
+
+  public boolean isMerged() {
+    return mergedInto;
+  }
+
+  private void apply(LlamaModel model, int sign) {
+    for (Map.Entry<Key, Pair> e : pairs.entrySet()) {
+      Linear lin = model.linear(e.getKey().layer(), e.getKey().projection());
+      try (NDArray delta = e.getValue().aT().matMul(e.getValue().bT())) { // (in, out)
+        NDArray scaled = delta.mul((float) (sign * config.scaling()));
+        lin.weightT().addi(scaled);
+        scaled.close();
+      }
+    }
+  }
+
+  @Override
+  public void close() {
+    manager.close();
+  }
+
+  @Override
+  public String toString() {
+    return "LoRA r=" + config.r() + " alpha=" + config.alpha() + " on " + pairs.size()
+        + " projections";
+  }
+}
