@@ -24,6 +24,7 @@ import org.loratransplant.model.Projection;
  */
 public final class LoraAdapter implements Adapter, AutoCloseable {
   private final LoraConfig config;
+  private final ModelConfig base;
   private final NDManager manager;
   private final Map<Key, Pair> pairs;
   private final NDArray scaling;
@@ -41,8 +42,9 @@ public final class LoraAdapter implements Adapter, AutoCloseable {
   /** The trainable pair of one projection. */
   public record Pair(NDArray aT, NDArray bT) {}
 
-  LoraAdapter(LoraConfig config, NDManager manager, Map<Key, Pair> pairs) {
+  LoraAdapter(LoraConfig config, ModelConfig base, NDManager manager, Map<Key, Pair> pairs) {
     this.config = config;
+    this.base = base;
     this.manager = manager;
     this.pairs = Collections.unmodifiableMap(new LinkedHashMap<>(pairs));
     this.scaling = manager.create((float) config.scaling());
@@ -81,11 +83,16 @@ public final class LoraAdapter implements Adapter, AutoCloseable {
         pairs.put(new Key(l, p), new Pair(aT, bT));
       }
     }
-    return new LoraAdapter(config, m, pairs);
+    return new LoraAdapter(config, base, m, pairs);
   }
 
   public LoraConfig config() {
     return config;
+  }
+
+  /** The architecture of the base model this adapter fits. */
+  public ModelConfig baseConfig() {
+    return base;
   }
 
   public Map<Key, Pair> pairs() {

@@ -194,7 +194,7 @@ public final class PeftFormat {
           pairs.put(k, new LoraAdapter.Pair(ab[0], ab[1]));
         }
       }
-      return new LoraAdapter(config, m, pairs);
+      return new LoraAdapter(config, base, m, pairs);
     } catch (RuntimeException e) {
       m.close();
       throw e;

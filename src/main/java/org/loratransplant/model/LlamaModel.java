@@ -153,6 +153,15 @@ public final class LlamaModel implements AutoCloseable {
    */
   public NDArray hidden(NDArray ids, NDArray positions, NDArray mask, KvCache cache,
       Adapter adapter, boolean training) {
+    return hidden(ids, positions, mask, cache, adapter, training, null);
+  }
+
+  /**
+   * As above, with {@code embeddingNoise} {@code (B, T, E)} added to the token embeddings when
+   * not null (NEFTune adds uniform noise there during training).
+   */
+  public NDArray hidden(NDArray ids, NDArray positions, NDArray mask, KvCache cache,
+      Adapter adapter, boolean training, NDArray embeddingNoise) {
     long b = ids.getShape().get(0);
     long t = ids.getShape().get(1);
     int h = config.numHeads();
@@ -160,6 +169,9 @@ public final class LlamaModel implements AutoCloseable {
     int g = config.groupSize();
     int d = config.headDim();
     NDArray x = Embedding.embedding(ids, embedding, SparseFormat.DENSE).singletonOrThrow();
+    if (embeddingNoise != null) {
+      x = x.add(embeddingNoise);
+    }
     // (B, 1, T, D): broadcast over heads
     NDArray qc = lookup(positions, qCos).expandDims(1);
     NDArray qs = lookup(positions, qSin).expandDims(1);

@@ -1,0 +1,67 @@
+package org.loratransplant.train;
+
+import ai.djl.ndarray.NDArray;
+import ai.djl.ndarray.NDManager;
+import java.util.ArrayList;
+import java.util.List;
+
+/**
+ * AdamW as PyTorch defines it (decoupled weight decay applied first:
+ * {@code p *= 1 - lr * wd}, then the bias-corrected Adam step). Moments live beside the
+ * parameters and can be saved and restored, so a resumed run continues exactly.
+ */
+public final class AdamW {
+  static final double BETA1 = 0.9;
+  static final double BETA2 = 0.999;
+  static final double EPS = 1e-8;
+  private final double weightDecay;
+  private final List<NDArray> m = new ArrayList<>();
+  private final List<NDArray> v = new ArrayList<>();
+  private long step;
+
+  public AdamW(List<NDArray> params, double weightDecay, NDManager manager) {
+    this.weightDecay = weightDecay;
+    for (NDArray p : params) {
+      m.add(manager.zeros(p.getShape()));
+      v.add(manager.zeros(p.getShape()));
+    }
+  }
+
+  /** One update of every parameter with its gradient (already clipped/scaled) at rate lr. */
+  public void step(List<NDArray> params, List<NDArray> grads, double lr) {
+    step++;
+    double bc1 = 1 - Math.pow(BETA1, step);
+    double bc2 = 1 - Math.pow(BETA2, step);
+    for (int i = 0; i < params.size(); i++) {
+      NDArray p = params.get(i);
+      NDArray g = grads.get(i);
+      m.get(i).muli((float) BETA1).addi(g.mul((float) (1 - BETA1)));
+      v.get(i).muli((float) BETA2).addi(g.square().mul((float) (1 - BETA2)));
+      if (weightDecay > 0) {
+        p.muli((float) (1 - lr * weightDecay));
+      }
+      NDArray denom = v.get(i).div((float) bc2).sqrt().add((float) EPS);
+      p.subi(m.get(i).div(denom).mul((float) (lr / bc1)));
+    }
+  }
+
+  public long steps() {
+    return step;
+  }
+
+  List<NDArray> firstMoments() {
+    return m;
+  }
+
+  List<NDArray> secondMoments() {
+    return v;
+  }
+
+  void restore(long steps, List<float[]> first, List<float[]> second) {
+    this.step = steps;
+    for (int i = 0; i < m.size(); i++) {
+      m.get(i).set(first.get(i));
+      v.get(i).set(second.get(i));
+    }
+  }
+}
