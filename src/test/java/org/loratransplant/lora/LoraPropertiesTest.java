@@ -36,7 +36,7 @@ class LoraPropertiesTest {
       for (LoraAdapter.Pair p : a.pairs().values()) {
         float[] b = new float[(int) p.bT().size()];
         for (int i = 0; i < b.length; i++) {
-          b[i] = (float) (rng.nextGaussian() * 0.1);
+          b[i] = (float) (rng.nextGaussian() * 0.05);
         }
         p.bT().set(b);
       }
