@@ -10,7 +10,8 @@ public final class Main {
 
   static Map<String, Command> commands() {
     Map<String, Command> m = new LinkedHashMap<>();
-    for (Command c : List.of(new GenerateCommand(), new LogprobsCommand())) {
+    for (Command c : List.of(new GenerateCommand(), new LogprobsCommand(), new TrainLoraCommand(),
+        new EvaluateCommand())) {
       m.put(c.name(), c);
     }
     return m;

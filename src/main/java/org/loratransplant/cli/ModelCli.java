@@ -5,13 +5,17 @@ import java.nio.file.Path;
 import org.loratransplant.model.Adapter;
 import org.loratransplant.model.Devices;
 import org.loratransplant.model.LanguageModel;
+import org.loratransplant.lora.LoraAdapter;
+import org.loratransplant.lora.PeftFormat;
 
 /** The model options every model command shares, and loading from them. */
 final class ModelCli {
   private ModelCli() {}
 
   static void declare(Options o) {
-    o.value("device", "D", "auto, cpu, gpu or gpu:N", "auto");
+    o.value("device", "D", "auto, cpu, gpu or gpu:N", "auto")
+        .value("adapter", "DIR", "PEFT LoRA adapter directory to apply", null)
+        .flag("merged", "merge the adapter into the base weights instead of running it beside");
   }
 
   /** A loaded model and the adapter to run it with (null for the base model). */
@@ -27,7 +31,27 @@ final class ModelCli {
     if (!Files.isDirectory(dir)) {
       throw new UsageException("--model " + dir + ": no such directory");
     }
+    if (o.has("merged") && !o.has("adapter")) {
+      throw new UsageException("--merged needs --adapter");
+    }
+    if (o.has("adapter") && !PeftFormat.isAdapterDir(o.path("adapter"))) {
+      throw new UsageException("--adapter " + o.get("adapter") + ": no "
+          + PeftFormat.CONFIG_FILE + " there");
+    }
     LanguageModel lm = LanguageModel.load(dir, Devices.choose(o.get("device")));
-    return new Loaded(lm, null);
+    if (!o.has("adapter")) {
+      return new Loaded(lm, null);
+    }
+    try {
+      LoraAdapter a = PeftFormat.read(o.path("adapter"), lm.config(), lm.model().manager());
+      if (o.has("merged")) {
+        a.merge(lm.model());
+        return new Loaded(lm, null);
+      }
+      return new Loaded(lm, a);
+    } catch (RuntimeException e) {
+      lm.close();
+      throw e;
+    }
   }
 }

@@ -206,6 +206,11 @@ public final class PeftFormat {
    * written to a temporary sibling directory that is then renamed over {@code dir}.
    */
   public static void write(LoraAdapter adapter, Path dir) {
+    write(adapter, dir, Map.of());
+  }
+
+  /** As {@link #write(LoraAdapter, Path)}, with extra text files placed in the directory. */
+  public static void write(LoraAdapter adapter, Path dir, Map<String, String> extraFiles) {
     Map<String, TensorData> tensors = new LinkedHashMap<>();
     for (Map.Entry<LoraAdapter.Key, LoraAdapter.Pair> e : adapter.pairs().entrySet()) {
       NDArray a = e.getValue().aT().transpose();
@@ -225,6 +230,9 @@ public final class PeftFormat {
       SafeTensorsWriter.write(tmp.resolve(WEIGHTS_FILE), tensors, Map.of("format", "pt"));
       Files.writeString(tmp.resolve(CONFIG_FILE), configJson(adapter.config()),
           StandardCharsets.UTF_8);
+      for (Map.Entry<String, String> e : extraFiles.entrySet()) {
+        Files.writeString(tmp.resolve(e.getKey()), e.getValue(), StandardCharsets.UTF_8);
+      }
       if (Files.exists(abs)) {
         Path old = abs.resolveSibling("." + abs.getFileName() + ".old-"
             + ProcessHandle.current().pid());
