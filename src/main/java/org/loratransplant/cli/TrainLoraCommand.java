@@ -89,7 +89,7 @@ public final class TrainLoraCommand implements Command {
         LoraAdapter adapter = LoraAdapter.create(lc, lm.config(), lm.model().manager(),
             exp.seed())) {
       List<TrainingExample> data = TaskPrompts.supervised(split.train(), exp.answerPrompt(),
-          lm.tokenizer(), lm.eosIds()[0]);
+          lm.tokenizer(), lm.eosIds()[0], exp.raw().getBoolean("train.prompt-loss"));
       System.err.printf("lt train-lora: %s: %d training examples (%d held out), %s, %d "
           + "trainable parameters%n", task.name(), data.size(), split.test().size(), adapter,
           adapter.parameterCount());

@@ -17,10 +17,28 @@ public final class TaskPrompts {
 
   public static List<TrainingExample> supervised(List<TaskExample> examples, PromptTemplate answer,
       TextTokenizer tok, int eosId) {
+    return supervised(examples, answer, tok, eosId, false);
+  }
+
+  /**
+   * With {@code promptLoss} the whole rendered example (query and answer) is in the loss, after
+   * BOS alone: the adapter then also learns what the task's queries look like, which a source
+   * expert needs to write new ones (a tiny model cannot infer that from five seed examples).
+   */
+  public static List<TrainingExample> supervised(List<TaskExample> examples, PromptTemplate answer,
+      TextTokenizer tok, int eosId, boolean promptLoss) {
     List<TrainingExample> out = new ArrayList<>();
     for (TaskExample ex : examples) {
-      int[] prompt = tok.encode(answer.render(Map.of("input", ex.input())), true);
-      out.add(TrainingExample.full(prompt, response(tok, ex.target(), eosId)));
+      String rendered = answer.render(Map.of("input", ex.input()));
+      if (promptLoss) {
+        int[] all = tok.encode(rendered + " " + ex.target().strip() + "\n", true);
+        int[] resp = java.util.Arrays.copyOfRange(all, 1, all.length + 1);
+        resp[resp.length - 1] = eosId;
+        out.add(TrainingExample.full(new int[] {all[0]}, resp));
+      } else {
+        out.add(TrainingExample.full(tok.encode(rendered, true),
+            response(tok, ex.target(), eosId)));
+      }
     }
     return out;
   }

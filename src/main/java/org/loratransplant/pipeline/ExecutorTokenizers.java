@@ -1,0 +1,28 @@
+package org.loratransplant.pipeline;
+
+import java.nio.file.Path;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+import org.loratransplant.model.ModelConfig;
+import org.loratransplant.tokenizer.TextTokenizer;
+
+/** Tokenizers (and the model config that names BOS/eos) cached once per executor JVM. */
+public final class ExecutorTokenizers {
+  private static final Map<String, Loaded> CACHE = new ConcurrentHashMap<>();
+
+  private ExecutorTokenizers() {}
+
+  /** A model directory's tokenizer and its first eos id. */
+  public record Loaded(TextTokenizer tokenizer, int eos) {}
+
+  public static Loaded get(String modelDir) {
+    return CACHE.computeIfAbsent(modelDir, d -> {
+      ModelConfig c = ModelConfig.load(Path.of(d));
+      if (c.eosTokenIds().isEmpty()) {
+        throw new IllegalArgumentException(d + ": no eos_token_id in config.json or "
+            + "generation_config.json");
+      }
+      return new Loaded(TextTokenizer.load(Path.of(d), c.bosTokenId()), c.eosTokenIds().get(0));
+    });
+  }
+}

@@ -1,0 +1,187 @@
+package org.loratransplant.pipeline;
+
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.util.UUID;
+import org.apache.hadoop.conf.Configuration;
+import org.apache.hadoop.fs.FSDataInputStream;
+import org.apache.hadoop.fs.FSDataOutputStream;
+import org.apache.hadoop.fs.FileSystem;
+import org.apache.hadoop.fs.Path;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SaveMode;
+import org.apache.spark.sql.SparkSession;
+import org.loratransplant.table.Tables;
+
+/**
+ * Where a run's stage outputs live (a local path or {@code s3a://}) and how they are committed:
+ * a stage writes to a fresh temporary directory, renames it into place, then writes the marker
+ * {@code _LT_COMPLETE} holding the stage's config hash. A directory without the marker (a killed
+ * run) is never read and is replaced on the next run; a marker with another hash means the
+ * output belongs to different settings.
+ */
+public final class StageStore {
+  public static final String MARKER = "_LT_COMPLETE";
+  private final SparkSession spark;
+  private final String root;
+
+  public StageStore(SparkSession spark, String root) {
+    this.spark = spark;
+    this.root = root.endsWith("/") ? root.substring(0, root.length() - 1) : root;
+  }
+
+  public String root() {
+    return root;
+  }
+
+  public String path(String name) {
+    return root + "/" + name;
+  }
+
+  public String path(Tables t) {
+    return path(t.tableName());
+  }
+
+  private FileSystem fs(Path p) {
+    try {
+      Configuration conf = spark.sparkContext().hadoopConfiguration();
+      return p.getFileSystem(conf);
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot reach " + p + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** The hash recorded by a complete output, or null if there is none (or it is incomplete). */
+  public String completedHash(String name) {
+    Path marker = new Path(path(name), MARKER);
+    try {
+      FileSystem fs = fs(marker);
+      if (!fs.exists(marker)) {
+        return null;
+      }
+      try (FSDataInputStream in = fs.open(marker)) {
+        return new String(in.readAllBytes(), StandardCharsets.UTF_8).strip();
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot read " + marker + ": " + e.getMessage(), e);
+    }
+  }
+
+  public boolean exists(String name) {
+    Path p = new Path(path(name));
+    try {
+      return fs(p).exists(p);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /** Writes {@code df} as the table, replacing whatever was there, then marks it complete. */
+  public void commit(Tables table, Dataset<Row> df, String hash, String... partitionBy) {
+    table.check(df);
+    String tmp = path("_tmp-" + table.tableName() + "-" + UUID.randomUUID());
+    var writer = df.select(columns(table)).write().mode(SaveMode.ErrorIfExists);
+    if (partitionBy.length > 0) {
+      writer = writer.partitionBy(partitionBy);
+    }
+    writer.parquet(tmp);
+    moveIntoPlace(tmp, table.tableName(), hash);
+  }
+
+  /** Marks a directory that a stage filled by other means (e.g. an adapter) complete. */
+  public void moveIntoPlace(String tmp, String name, String hash) {
+    Path src = new Path(tmp);
+    Path dst = new Path(path(name));
+    try {
+      FileSystem fs = fs(dst);
+      if (fs.exists(dst)) {
+        fs.delete(dst, true);
+      }
+      if (!fs.rename(src, dst)) {
+        throw new IOException("rename " + src + " -> " + dst + " failed");
+      }
+      try (FSDataOutputStream out = fs.create(new Path(dst, MARKER), true)) {
+        out.write((hash + "\n").getBytes(StandardCharsets.UTF_8));
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot commit " + dst + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** Commits a directory written on this machine (an adapter) as output {@code name}. */
+  public void commitLocalDirectory(java.nio.file.Path local, String name, String hash) {
+    String tmp = path("_tmp-" + name + "-" + UUID.randomUUID());
+    Path dst = new Path(tmp);
+    try {
+      fs(dst).copyFromLocalFile(false, true, new Path(local.toAbsolutePath().toUri()), dst);
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot copy " + local + " to " + dst + ": "
+          + e.getMessage(), e);
+    }
+    moveIntoPlace(tmp, name, hash);
+  }
+
+  /** A local directory holding output {@code name}: itself for local runs, else a copy. */
+  public java.nio.file.Path localCopy(String name) {
+    Path src = new Path(path(name));
+    if ("file".equals(src.toUri().getScheme()) || src.toUri().getScheme() == null) {
+      return java.nio.file.Path.of(src.toUri().getPath());
+    }
+    try {
+      java.nio.file.Path dir = java.nio.file.Files.createTempDirectory("lt-" + name);
+      java.nio.file.Path target = dir.resolve(name);
+      fs(src).copyToLocalFile(false, src, new Path(target.toUri()), true);
+      return target;
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot copy " + src + " here: " + e.getMessage(), e);
+    }
+  }
+
+  /** Records that output {@code name} is complete for {@code hash}. */
+  public void mark(String name, String hash) {
+    Path marker = new Path(path(name), MARKER);
+    try (FSDataOutputStream out = fs(marker).create(marker, true)) {
+      out.write((hash + "\n").getBytes(StandardCharsets.UTF_8));
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot write " + marker + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** Deletes an incomplete or stale output. */
+  public void delete(String name) {
+    Path p = new Path(path(name));
+    try {
+      fs(p).delete(p, true);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  public Dataset<Row> read(Tables table) {
+    String hash = completedHash(table.tableName());
+    if (hash == null) {
+      throw new IllegalStateException("table " + table.tableName() + " at " + path(table)
+          + " is not complete: run its stage first");
+    }
+    Dataset<Row> df = spark.read().parquet(path(table));
+    table.check(df);
+    return df;
+  }
+
+  /** Writes a small text file (summaries, resolved settings) atomically enough: create+close. */
+  public void writeText(String name, String text) {
+    Path p = new Path(path(name));
+    try (FSDataOutputStream out = fs(p).create(p, true)) {
+      out.write(text.getBytes(StandardCharsets.UTF_8));
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot write " + p + ": " + e.getMessage(), e);
+    }
+  }
+
+  private static org.apache.spark.sql.Column[] columns(Tables t) {
+    return java.util.Arrays.stream(t.schema().fieldNames()).map(org.apache.spark.sql.functions::col)
+        .toArray(org.apache.spark.sql.Column[]::new);
+  }
+}

@@ -1,0 +1,150 @@
+package org.loratransplant.pipeline.generate;
+
+import java.util.ArrayList;
+import java.util.HashSet;
+import java.util.Iterator;
+import java.util.List;
+import java.util.Map;
+import java.util.Set;
+import java.util.SplittableRandom;
+import org.apache.spark.api.java.function.MapPartitionsFunction;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Encoders;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.SparkSession;
+import org.apache.spark.util.LongAccumulator;
+import org.loratransplant.model.GenerationParams;
+import org.loratransplant.model.LanguageModel;
+import org.loratransplant.pipeline.ExecutorModels;
+import org.loratransplant.pipeline.Progress;
+import org.loratransplant.pipeline.TitokSettings;
+import org.loratransplant.table.Tables;
+import org.loratransplant.task.PromptTemplate;
+import org.loratransplant.task.TaskExample;
+import org.loratransplant.tokenizer.TextTokenizer;
+
+/**
+ * Stage 1: the source expert writes the synthetic pool. For each sample id a few-shot prompt of
+ * the seed examples asks for a new query, then the expert answers it; each sample's random streams
+ * derive from (run seed, sample id), so a retried task reproduces its rows exactly. The raw pool
+ * is then de-duplicated ({@link NearDuplicates}).
+ */
+public final class GenerateStage {
+  private GenerateStage() {}
+
+  /** The raw (not yet de-duplicated) pool: sample_id, query, response and finish reasons. */
+  public static Dataset<Row> generate(SparkSession spark, TitokSettings s,
+      List<TaskExample> seeds, Progress progress) {
+    PromptTemplate example = new PromptTemplate("example", s.exampleTemplate());
+    StringBuilder shots = new StringBuilder();
+    for (TaskExample e : seeds) {
+      shots.append(example.render(Map.of("input", e.input().strip(), "target",
+          e.target().strip())));
+    }
+    String queryPrompt = new PromptTemplate("query-generation", s.queryTemplate())
+        .render(Map.of("examples", shots.toString()));
+    Dataset<Long> ids = spark.range(0, s.poolSize(), 1, s.partitions()).as(Encoders.LONG());
+    return ids.mapPartitions(new Writer(s, queryPrompt, progress.done(), progress.tokens()),
+        Encoders.row(Tables.POOL.schema()));
+  }
+
+  /** Executor side: one partition of sample ids, generated in batches. */
+  static final class Writer implements MapPartitionsFunction<Long, Row> {
+    private final TitokSettings s;
+    private final String queryPrompt;
+    private final LongAccumulator done;
+    private final LongAccumulator tokens;
+
+    Writer(TitokSettings s, String queryPrompt, LongAccumulator done, LongAccumulator tokens) {
+      this.s = s;
+      this.queryPrompt = queryPrompt;
+      this.done = done;
+      this.tokens = tokens;
+    }
+
+    @Override
+    public Iterator<Row> call(Iterator<Long> input) {
+      List<Long> ids = new ArrayList<>();
+      input.forEachRemaining(ids::add);
+      if (ids.isEmpty()) {
+        return List.<Row>of().iterator();
+      }
+      ExecutorModels.Loaded expert = ExecutorModels.get(s.expert());
+      LanguageModel lm = expert.model();
+      TextTokenizer tok = lm.tokenizer();
+      int[] stops = lineStops(lm);
+      PromptTemplate answer = new PromptTemplate("answer", s.answerTemplate());
+      List<Row> out = new ArrayList<>();
+      for (int from = 0; from < ids.size(); from += s.generateBatch()) {
+        List<Long> batch = ids.subList(from, Math.min(ids.size(), from + s.generateBatch()));
+        int[] qp = tok.encode(queryPrompt, true);
+        List<int[]> prompts = new ArrayList<>();
+        long[] seeds = new long[batch.size()];
+        for (int i = 0; i < batch.size(); i++) {
+          prompts.add(qp);
+          seeds[i] = sampleSeed(s.seed(), batch.get(i), 1);
+        }
+        GenerationParams qParams = new GenerationParams(s.maxQueryTokens(), s.temperature(),
+            s.topP(), stops);
+        List<LanguageModel.Generation> queries = lm.generate(prompts, seeds, qParams,
+            expert.adapter(), s.generateBatch());
+        List<String> queryText = new ArrayList<>();
+        List<int[]> answerPrompts = new ArrayList<>();
+        for (int i = 0; i < batch.size(); i++) {
+          String q = firstLine(GenerateStageText.continuation(tok, qp, queries.get(i).tokens()));
+          queryText.add(q);
+          answerPrompts.add(tok.encode(answer.render(Map.of("input", q)), true));
+          seeds[i] = sampleSeed(s.seed(), batch.get(i), 2);
+        }
+        GenerationParams aParams = new GenerationParams(s.maxResponseTokens(), s.temperature(),
+            s.topP(), stops);
+        List<LanguageModel.Generation> answers = lm.generate(answerPrompts, seeds, aParams,
+            expert.adapter(), s.generateBatch());
+        long toks = 0;
+        for (int i = 0; i < batch.size(); i++) {
+          String a = firstLine(GenerateStageText.continuation(tok, answerPrompts.get(i),
+              answers.get(i).tokens()));
+          out.add(RowFactory.create(batch.get(i), queryText.get(i), a,
+              queries.get(i).finishReason(), answers.get(i).finishReason()));
+          toks += queries.get(i).tokens().length + answers.get(i).tokens().length;
+        }
+        done.add(batch.size());
+        tokens.add(toks);
+      }
+      return out.iterator();
+    }
+  }
+
+  /** Ids whose text contains a newline, plus the model's eos ids: generation stops at a line. */
+  static int[] lineStops(LanguageModel lm) {
+    Set<Integer> stops = new HashSet<>();
+    for (int e : lm.eosIds()) {
+      stops.add(e);
+    }
+    int v = lm.config().vocabSize();
+    int[] all = new int[v];
+    for (int i = 0; i < v; i++) {
+      all[i] = i;
+    }
+    String[] pieces = lm.tokenizer().pieces(all);
+    for (int i = 0; i < v; i++) {
+      if (pieces[i].contains("\n")) {
+        stops.add(i);
+      }
+    }
+    return stops.stream().mapToInt(Integer::intValue).sorted().toArray();
+  }
+
+  /** A sample's seed for stream k: a pure function of (run seed, sample id, k). */
+  public static long sampleSeed(long runSeed, long sampleId, int stream) {
+    return new SplittableRandom(runSeed * 0x9E3779B97F4A7C15L + sampleId * 31 + stream)
+        .nextLong();
+  }
+
+  static String firstLine(String text) {
+    String t = text.strip();
+    int nl = t.indexOf('\n');
+    return (nl >= 0 ? t.substring(0, nl) : t).strip();
+  }
+}

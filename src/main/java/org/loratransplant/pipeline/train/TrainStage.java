@@ -1,0 +1,71 @@
+package org.loratransplant.pipeline.train;
+
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Map;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.loratransplant.lora.LoraAdapter;
+import org.loratransplant.lora.LoraConfig;
+import org.loratransplant.lora.PeftFormat;
+import org.loratransplant.model.LanguageModel;
+import org.loratransplant.table.Tables;
+import org.loratransplant.train.LoraTrainer;
+import org.loratransplant.train.TrainerConfig;
+import org.loratransplant.train.TrainingExample;
+
+/**
+ * Stage 5: a fresh LoRA on the target, fitted with the masked, weighted loss on the training
+ * table. The table holds M rows (the kept samples), so the driver collects it and trains; fitting
+ * one small adapter is not a distributed job.
+ */
+public final class TrainStage {
+  private TrainStage() {}
+
+  public record Result(LoraTrainer.Result training, int examples, double keptTokenFraction) {}
+
+  public static Result train(Dataset<Row> training, LanguageModel target, LoraConfig lora,
+      TrainerConfig tc, long seed, Path adapterOut, Path checkpoints, Map<String, String> extra) {
+    Tables.TRAINING.check(training);
+    List<Row> rows = training.orderBy("rank").collectAsList();
+    List<TrainingExample> data = new ArrayList<>();
+    double kept = 0;
+    long total = 0;
+    for (Row r : rows) {
+      List<Integer> p = r.getList(r.fieldIndex("prompt_ids"));
+      List<Integer> y = r.getList(r.fieldIndex("response_ids"));
+      List<Float> w = r.getList(r.fieldIndex("weights"));
+      float[] wf = new float[w.size()];
+      for (int i = 0; i < wf.length; i++) {
+        wf[i] = w.get(i);
+        kept += wf[i];
+      }
+      total += wf.length;
+      data.add(new TrainingExample(p.stream().mapToInt(Integer::intValue).toArray(),
+          y.stream().mapToInt(Integer::intValue).toArray(), wf));
+    }
+    if (data.isEmpty()) {
+      throw new IllegalStateException("the training table is empty");
+    }
+    try (LoraAdapter adapter = LoraAdapter.create(lora, target.config(),
+        target.model().manager(), seed)) {
+      LoraTrainer.Result r = new LoraTrainer(tc).train(target, adapter, data, checkpoints);
+      PeftFormat.write(adapter, adapterOut, extra);
+      deleteQuietly(checkpoints);
+      return new Result(r, data.size(), total == 0 ? 0 : kept / total);
+    }
+  }
+
+  static void deleteQuietly(Path dir) {
+    if (dir == null || !Files.exists(dir)) {
+      return;
+    }
+    try (var walk = Files.walk(dir)) {
+      walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    } catch (java.io.IOException e) {
+      // leftover checkpoints are harmless; the next run ignores them (other fingerprint)
+    }
+  }
+}

@@ -1,0 +1,118 @@
+package org.loratransplant.table;
+
+import static org.apache.spark.sql.types.DataTypes.DoubleType;
+import static org.apache.spark.sql.types.DataTypes.FloatType;
+import static org.apache.spark.sql.types.DataTypes.IntegerType;
+import static org.apache.spark.sql.types.DataTypes.LongType;
+import static org.apache.spark.sql.types.DataTypes.StringType;
+import static org.apache.spark.sql.types.DataTypes.createArrayType;
+import static org.apache.spark.sql.types.DataTypes.createStructField;
+import static org.apache.spark.sql.types.DataTypes.createStructType;
+
+import java.util.Arrays;
+import java.util.List;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.types.StructField;
+import org.apache.spark.sql.types.StructType;
+
+/**
+ * The one place every Parquet table of a TiTok run is declared: its name (the directory under the
+ * run and the Spark SQL view) and its schema. Stages check their input against these before doing
+ * work and write exactly these columns.
+ */
+public enum Tables {
+  /** generate: the synthetic pool after de-duplication. */
+  POOL("pool", createStructType(new StructField[] {
+      createStructField("sample_id", LongType, false),
+      createStructField("query", StringType, false),
+      createStructField("response", StringType, false),
+      createStructField("query_finish", StringType, false),
+      createStructField("response_finish", StringType, false)})),
+  /** generate: near-duplicates that were dropped, and why. */
+  DROPPED("dropped", createStructType(new StructField[] {
+      createStructField("sample_id", LongType, false),
+      createStructField("query", StringType, false),
+      createStructField("reason", StringType, false),
+      createStructField("duplicate_of", LongType, false),
+      createStructField("rouge_l", DoubleType, false)})),
+  /** score: one row per pool sample, with its response tokens and their scores as arrays. */
+  SCORED_SAMPLES("scored_samples", createStructType(new StructField[] {
+      createStructField("sample_id", LongType, false),
+      createStructField("query", StringType, false),
+      createStructField("response", StringType, false),
+      createStructField("prompt_ids", createArrayType(IntegerType, false), false),
+      createStructField("token_ids", createArrayType(IntegerType, false), false),
+      createStructField("logp_expert", createArrayType(FloatType, false), false),
+      createStructField("logp_amateur", createArrayType(FloatType, false), false),
+      createStructField("n_tokens", IntegerType, false),
+      createStructField("mean_excess", DoubleType, false),
+      createStructField("sum_excess", DoubleType, false)})),
+  /** score: one row per response token. */
+  SCORED_TOKENS("scored_tokens", createStructType(new StructField[] {
+      createStructField("sample_id", LongType, false),
+      createStructField("position", IntegerType, false),
+      createStructField("token_id", IntegerType, false),
+      createStructField("token_text", StringType, false),
+      createStructField("char_start", IntegerType, false),
+      createStructField("char_end", IntegerType, false),
+      createStructField("logp_expert", FloatType, false),
+      createStructField("logp_amateur", FloatType, false),
+      createStructField("excess", FloatType, false),
+      createStructField("bucket", IntegerType, false)})),
+  /** select: the kept samples with their source-side token mask. */
+  SELECTED("selected", createStructType(new StructField[] {
+      createStructField("sample_id", LongType, false),
+      createStructField("rank", IntegerType, false),
+      createStructField("query", StringType, false),
+      createStructField("response", StringType, false),
+      createStructField("prompt_ids", createArrayType(IntegerType, false), false),
+      createStructField("token_ids", createArrayType(IntegerType, false), false),
+      createStructField("excess", createArrayType(FloatType, false), false),
+      createStructField("mask", createArrayType(FloatType, false), false),
+      createStructField("mean_excess", DoubleType, false)})),
+  /** align: the training table in target token ids with per-token weights. */
+  TRAINING("training", createStructType(new StructField[] {
+      createStructField("sample_id", LongType, false),
+      createStructField("rank", IntegerType, false),
+      createStructField("prompt_ids", createArrayType(IntegerType, false), false),
+      createStructField("response_ids", createArrayType(IntegerType, false), false),
+      createStructField("weights", createArrayType(FloatType, false), false),
+      createStructField("matched_spans", IntegerType, false),
+      createStructField("unmatched_tokens", IntegerType, false)}));
+
+  private final String tableName;
+  private final StructType schema;
+
+  Tables(String tableName, StructType schema) {
+    this.tableName = tableName;
+    this.schema = schema;
+  }
+
+  /** Directory name under the run directory and Spark SQL view name. */
+  public String tableName() {
+    return tableName;
+  }
+
+  public StructType schema() {
+    return schema;
+  }
+
+  /**
+   * Fails unless {@code df} has every column of this table with the declared type (extra
+   * columns are allowed), naming the table and the column.
+   */
+  public void check(Dataset<Row> df) {
+    List<StructField> have = Arrays.asList(df.schema().fields());
+    for (StructField want : schema.fields()) {
+      StructField got = have.stream().filter(f -> f.name().equals(want.name())).findFirst()
+          .orElseThrow(() -> new IllegalStateException("table " + tableName + ": column '"
+              + want.name() + "' is missing (have " + df.schema().simpleString() + ")"));
+      if (!got.dataType().sameType(want.dataType())) {
+        throw new IllegalStateException("table " + tableName + ": column '" + want.name()
+            + "' is " + got.dataType().simpleString() + ", expected "
+            + want.dataType().simpleString());
+      }
+    }
+  }
+}
