@@ -17,6 +17,7 @@ import org.apache.spark.sql.types.StructType;
 import org.apache.spark.util.LongAccumulator;
 import org.loratransplant.model.LanguageModel;
 import org.loratransplant.pipeline.ExecutorModels;
+import org.loratransplant.pipeline.FaultInjection;
 import org.loratransplant.pipeline.Progress;
 import org.loratransplant.pipeline.TitokSettings;
 import org.loratransplant.table.Tables;
@@ -86,6 +87,7 @@ public final class ScoreStage {
       if (rows.isEmpty()) {
         return List.<Row>of().iterator();
       }
+      FaultInjection.maybeFail("score");
       ExecutorModels.Loaded expert = ExecutorModels.get(s.expert());
       LanguageModel lm = expert.model();
       TextTokenizer tok = lm.tokenizer();
