@@ -11,7 +11,8 @@ public final class Main {
   static Map<String, Command> commands() {
     Map<String, Command> m = new LinkedHashMap<>();
     for (Command c : List.of(new GenerateCommand(), new LogprobsCommand(), new TrainLoraCommand(),
-        new EvaluateCommand(), new TitokCommand(), new SqlCommand())) {
+        new EvaluateCommand(), new TitokCommand(), new SqlCommand(),
+        new BenchRuntimeCommand())) {
       m.put(c.name(), c);
     }
     return m;

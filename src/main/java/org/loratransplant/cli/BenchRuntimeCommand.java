@@ -1,0 +1,73 @@
+package org.loratransplant.cli;
+
+import java.util.ArrayList;
+import java.util.List;
+import org.loratransplant.bench.RuntimeBenchmark;
+
+/** {@code jobs/lt bench-runtime}: tokens/s of scoring, generation and training on a model. */
+public final class BenchRuntimeCommand implements Command {
+  @Override
+  public String name() {
+    return "bench-runtime";
+  }
+
+  @Override
+  public String summary() {
+    return "Measure the runtime: teacher-forced scoring tokens/s (128-token sequences), sampled "
+        + "generation tokens/s (KV cache), LoRA training tokens/s, and peak RSS. Prints a table, "
+        + "or one JSON object per line with --json.";
+  }
+
+  @Override
+  public int run(String[] args) {
+    Options o = new Options(name(), summary())
+        .value("model", "DIR", "model directory", null)
+        .value("score-batches", "B,..", "scoring batch sizes", "1,8,32")
+        .value("generate-batches", "B,..", "generation batch sizes", "1,8,32,128")
+        .value("train-batches", "B,..", "training batch sizes (empty: skip)", "16")
+        .value("seq-len", "T", "scoring/training sequence length", "128")
+        .value("new-tokens", "N", "tokens generated per request", "128")
+        .value("repeats", "R", "timed repeats per figure (median reported)", "3")
+        .flag("json", "one JSON object per line instead of a table");
+    ModelCli.declare(o);
+    if (!o.parse(args)) {
+      return 0;
+    }
+    List<RuntimeBenchmark.Figure> figures = new ArrayList<>();
+    try (ModelCli.Loaded m = ModelCli.load(o)) {
+      RuntimeBenchmark b = new RuntimeBenchmark(m.model(), o.integer("repeats"));
+      int t = Math.min(o.integer("seq-len"), m.model().config().maxPositions());
+      for (int batch : o.integers("score-batches")) {
+        figures.add(report(b.scoring(batch, t), o.has("json")));
+      }
+      int n = Math.min(o.integer("new-tokens"), m.model().config().maxPositions() - 1);
+      for (int batch : o.integers("generate-batches")) {
+        figures.add(report(b.generation(batch, n), o.has("json")));
+      }
+      if (!o.get("train-batches").isBlank()) {
+        for (int batch : o.integers("train-batches")) {
+          figures.add(report(b.training(batch, t), o.has("json")));
+        }
+      }
+    }
+    double rss = RuntimeBenchmark.peakRssMb();
+    if (o.has("json")) {
+      System.out.printf("{\"workload\":\"peak_rss\",\"mb\":%.1f}%n", rss);
+    } else {
+      System.out.printf("peak RSS: %.0f MB%n", rss);
+    }
+    return 0;
+  }
+
+  private static RuntimeBenchmark.Figure report(RuntimeBenchmark.Figure f, boolean json) {
+    if (json) {
+      System.out.printf("{\"workload\":\"%s\",\"batch\":%d,\"seq_len\":%d,"
+          + "\"tokens_per_s\":%.1f}%n", f.workload(), f.batch(), f.seqLen(), f.tokensPerSecond());
+    } else {
+      System.out.printf("%-9s batch %4d  seq %4d  %10.0f tokens/s%n", f.workload(), f.batch(),
+          f.seqLen(), f.tokensPerSecond());
+    }
+    System.out.flush();
+    return f;
+  }
+}
