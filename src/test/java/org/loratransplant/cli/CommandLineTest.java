@@ -1,0 +1,91 @@
+package org.loratransplant.cli;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import java.io.ByteArrayOutputStream;
+import java.io.PrintStream;
+import java.nio.charset.StandardCharsets;
+import org.junit.jupiter.api.Test;
+import org.loratransplant.testing.SharedData;
+
+/** The jobs/lt commands as a user calls them: help, strict options, and outputs. */
+class CommandLineTest {
+
+  record Run(int code, String out, String err) {}
+
+  static Run run(String... args) {
+    PrintStream out = System.out;
+    PrintStream err = System.err;
+    ByteArrayOutputStream o = new ByteArrayOutputStream();
+    ByteArrayOutputStream e = new ByteArrayOutputStream();
+    try {
+      System.setOut(new PrintStream(o, true, StandardCharsets.UTF_8));
+      System.setErr(new PrintStream(e, true, StandardCharsets.UTF_8));
+      int code = Main.run(args);
+      return new Run(code, o.toString(StandardCharsets.UTF_8), e.toString(StandardCharsets.UTF_8));
+    } finally {
+      System.setOut(out);
+      System.setErr(err);
+    }
+  }
+
+  @Test
+  void everyCommandHasHelpAndRejectsUnknownOptions() {
+    for (String c : Main.commands().keySet()) {
+      Run help = run(c, "--help");
+      assertEquals(0, help.code(), c);
+      assertTrue(help.out().contains("usage: jobs/lt " + c), help.out());
+      Run bad = run(c, "--no-such-option", "x");
+      assertEquals(2, bad.code(), c);
+      assertTrue(bad.err().contains("unknown option --no-such-option"), bad.err());
+    }
+    assertEquals(2, run("no-such-command").code());
+    assertEquals(2, run().code());
+  }
+
+  @Test
+  void generatePrintsOnlyTheTextAndMatchesRunC() {
+    Run r = run("generate", "--model", SharedData.model("stories260K").toString(),
+        "--temperature", "0", "--max-new-tokens", "200");
+    assertEquals(0, r.code(), r.err());
+    assertEquals(SharedData.text(SharedData.llama2c("stories260K_greedy_t0_n200.expected.txt")),
+        r.out().substring(0, r.out().length() - 1));
+  }
+
+  @Test
+  void logprobsWorksWithIdsOnAModelWithoutTokenizer() throws Exception {
+    Run r = run("logprobs", "--model", SharedData.hfReference("tiny-qwen2").toString(), "--ids",
+        "1,68,228,45", "--prompt-tokens", "2");
+    assertEquals(0, r.code(), r.err());
+    JsonNode j = new ObjectMapper().readTree(r.out());
+    assertTrue(j.get("logprobs").get(0).isNull() && j.get("logprobs").get(1).isNull());
+    double sum = j.get("logprobs").get(2).asDouble() + j.get("logprobs").get(3).asDouble();
+    assertEquals(sum, j.get("sum").asDouble(), 1e-5);
+    Run noTok = run("logprobs", "--model", SharedData.hfReference("tiny-qwen2").toString(),
+        "--text", "hello");
+    assertEquals(1, noTok.code());
+    assertTrue(noTok.err().contains("tokenizer.json"), noTok.err());
+    Run both = run("logprobs", "--model", "x", "--text", "a", "--ids", "1");
+    assertEquals(2, both.code());
+  }
+
+  @Test
+  void logprobsWithAdapterMatchesPeftAndMergedAgrees() throws Exception {
+    String base = SharedData.hfReference("tiny-llama3").toString();
+    String adapter = SharedData.hfReference("peft-tiny-llama3-lora").toString();
+    JsonNode want = SharedData.json(SharedData.hfReference("peft-tiny-llama3-lora")
+        .resolve("expected.json")).get("active").get(0);
+    String ids = want.get("input_ids").toString().replaceAll("[\\[\\] ]", "");
+    Run active = run("logprobs", "--model", base, "--adapter", adapter, "--ids", ids);
+    Run merged = run("logprobs", "--model", base, "--adapter", adapter, "--merged", "--ids", ids);
+    assertEquals(0, active.code(), active.err());
+    ObjectMapper m = new ObjectMapper();
+    double a = m.readTree(active.out()).get("sum").asDouble();
+    double b = m.readTree(merged.out()).get("sum").asDouble();
+    assertEquals(want.get("sum_logprob").asDouble(), a, 1e-3);
+    assertEquals(a, b, 1e-3);
+  }
+}
