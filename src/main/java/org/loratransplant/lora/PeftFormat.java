@@ -168,9 +168,9 @@ public final class PeftFormat {
         boolean isA = mt.group(4).equals("A");
         long[] want = isA ? new long[] {config.r(), p.inFeatures(base)}
             : new long[] {p.outFeatures(base), config.r()};
-        if (!Arrays.equals(t.shape(), want)) {
+        if (!Arrays.equals(t.dims(), want)) {
           throw new IllegalArgumentException(weights + ": tensor '" + t.name() + "' has shape "
-              + Arrays.toString(t.shape()) + " but the base model (" + base.modelType() + ", "
+              + Arrays.toString(t.dims()) + " but the base model (" + base.modelType() + ", "
               + "hidden " + base.hiddenSize() + ") and r=" + config.r() + " need "
               + Arrays.toString(want) + ": is this adapter for a different base model?");
         }

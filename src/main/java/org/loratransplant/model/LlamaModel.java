@@ -273,9 +273,9 @@ public final class LlamaModel implements AutoCloseable {
 
     private float[] read(String name, long... shape) {
       if (!ckpt.names().contains(name)) {
-        throw new ModelConfigException(ckpt.directory() + ": tensor '" + name + "' is missing");
+        throw new ModelConfigException(ckpt.dir() + ": tensor '" + name + "' is missing");
       }
-      long[] actual = ckpt.info(name).shape();
+      long[] actual = ckpt.info(name).dims();
       if (!Arrays.equals(actual, shape)) {
         throw new ModelConfigException(ckpt.fileOf(name) + ": tensor '" + name + "' has shape "
             + Arrays.toString(actual) + " but config.json implies " + Arrays.toString(shape));

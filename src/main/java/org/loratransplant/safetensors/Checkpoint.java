@@ -1,157 +1,310 @@
 package org.loratransplant.safetensors;
 
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import java.io.IOException;
+import java.nio.FloatBuffer;
+import java.nio.charset.CharacterCodingException;
 import java.nio.file.DirectoryStream;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Collections;
+import java.util.HashMap;
 import java.util.Iterator;
-import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
+import java.util.TreeMap;
+import java.util.TreeSet;
 
 /**
- * A model directory's weights: {@code model.safetensors}, or the shards listed by
- * {@code model.safetensors.index.json}. Pickle checkpoints are refused: loading one can execute
- * arbitrary code.
+ * The weights of a Hugging Face model directory: one {@code model.safetensors}, or the shards
+ * listed by {@code model.safetensors.index.json}, behind one name-to-tensor view.
+ *
+ * <p>A sharded checkpoint is checked when opened: the index's {@code weight_map} must name only
+ * existing shard files in the same directory, every tensor it lists must be in its shard, and
+ * every tensor in a shard must be listed for that shard, so two files can never disagree about
+ * a weight. Pickle checkpoints ({@code pytorch_model.bin} and the like) are refused: loading
+ * one can execute arbitrary code.
+ *
+ * <p>Reads are thread-safe (see {@link SafeTensorsFile}). Close the checkpoint to release the
+ * files.
  */
 public final class Checkpoint implements AutoCloseable {
-  private static final String SINGLE = "model.safetensors";
-  private static final String INDEX = "model.safetensors.index.json";
-  private final Path directory;
-  private final Map<String, SafeTensorsFile> fileOf;
-  private final List<SafeTensorsFile> files;
+  /** The single-file checkpoint name, used when present. */
+  public static final String SINGLE_FILE = "model.safetensors";
 
-  private Checkpoint(Path directory, Map<String, SafeTensorsFile> fileOf,
-      List<SafeTensorsFile> files) {
-    this.directory = directory;
-    this.fileOf = fileOf;
-    this.files = files;
+  /** The sharded checkpoint index, used when there is no {@link #SINGLE_FILE}. */
+  public static final String INDEX_FILE = "model.safetensors.index.json";
+
+  private static final long MAX_INDEX_BYTES = SafeTensorsFile.MAX_HEADER_BYTES;
+  private static final List<String> PICKLE_SUFFIXES = List.of(".bin", ".pt", ".pth");
+
+  private final Path dir;
+  private final List<SafeTensorsFile> files;
+  private final Map<String, SafeTensorsFile> fileByTensor;
+  private final Set<String> names;
+
+  private Checkpoint(Path dir, List<SafeTensorsFile> files, Map<String, SafeTensorsFile> byTensor) {
+    this.dir = dir;
+    this.files = List.copyOf(files);
+    this.fileByTensor = Collections.unmodifiableMap(byTensor);
+    this.names = Collections.unmodifiableSet(new TreeSet<>(byTensor.keySet()));
   }
 
-  public static Checkpoint open(Path dir) {
-    if (!Files.isDirectory(dir)) {
-      throw new SafeTensorsException(dir + ": not a directory");
+  /**
+   * Opens a model directory's weights: {@code model.safetensors} if present, else the shards of
+   * {@code model.safetensors.index.json}.
+   *
+   * @param modelDir a Hugging Face model directory
+   * @return the open checkpoint
+   * @throws SafeTensorsException naming the directory, index, shard and tensor involved when the
+   *     directory has no safetensors weights, holds only a pickle checkpoint, or the index and
+   *     shards are inconsistent or malformed
+   */
+  public static Checkpoint open(Path modelDir) {
+    if (!Files.isDirectory(modelDir)) {
+      throw new SafeTensorsException(modelDir + ": no such directory");
     }
-    Path single = dir.resolve(SINGLE);
-    Path index = dir.resolve(INDEX);
-    if (Files.isRegularFile(single)) {
-      SafeTensorsFile f = SafeTensorsFile.open(single);
-      Map<String, SafeTensorsFile> map = new LinkedHashMap<>();
-      f.tensors().forEach(t -> map.put(t.name(), f));
-      return new Checkpoint(dir, Collections.unmodifiableMap(map), List.of(f));
+    Path single = modelDir.resolve(SINGLE_FILE);
+    if (Files.exists(single)) {
+      SafeTensorsFile file = SafeTensorsFile.open(single);
+      Map<String, SafeTensorsFile> byTensor = new HashMap<>();
+      for (String name : file.names()) {
+        byTensor.put(name, file);
+      }
+      return new Checkpoint(modelDir, List.of(file), byTensor);
     }
-    if (Files.isRegularFile(index)) {
-      return openSharded(dir, index);
+    Path index = modelDir.resolve(INDEX_FILE);
+    if (Files.exists(index)) {
+      return openSharded(modelDir, index);
     }
-    String pickle = findPickle(dir);
-    if (pickle != null) {
-      throw new SafeTensorsException(dir.resolve(pickle) + ": pickle checkpoints are not "
-          + "supported: loading one can execute arbitrary code. Convert it to safetensors "
-          + "(e.g. save_pretrained(..., safe_serialization=True)).");
+    List<String> pickles = pickleFiles(modelDir);
+    if (!pickles.isEmpty()) {
+      throw new SafeTensorsException(
+          modelDir
+              + ": has no "
+              + SINGLE_FILE
+              + " or "
+              + INDEX_FILE
+              + ", only pickle checkpoint file(s) "
+              + pickles
+              + ". Pickle checkpoints are an unsafe format that may execute code on load and are"
+              + " not supported; convert them to safetensors in a trusted environment (e.g."
+              + " transformers: from_pretrained(dir).save_pretrained(out, safe_serialization=True)).");
     }
-    throw new SafeTensorsException(dir + ": no " + SINGLE + " or " + INDEX + " found");
+    throw new SafeTensorsException(
+        modelDir + ": no model weights found (expected " + SINGLE_FILE + " or " + INDEX_FILE + ")");
   }
 
   private static Checkpoint openSharded(Path dir, Path index) {
-    JsonNode root;
-    try {
-      root = new ObjectMapper().readTree(index.toFile());
-    } catch (IOException e) {
-      throw new SafeTensorsException(index + ": not valid JSON: " + e.getMessage(), e);
+    Map<String, String> weightMap = readWeightMap(index);
+    // Shard name -> tensors the index puts there; sorted so shards open in a stable order.
+    Map<String, Set<String>> expected = new TreeMap<>();
+    for (Map.Entry<String, String> e : weightMap.entrySet()) {
+      expected.computeIfAbsent(e.getValue(), k -> new TreeSet<>()).add(e.getKey());
     }
-    JsonNode map = root == null ? null : root.get("weight_map");
-    if (map == null || !map.isObject()) {
-      throw new SafeTensorsException(index + ": missing weight_map object");
-    }
-    Map<String, SafeTensorsFile> shards = new LinkedHashMap<>();
-    Map<String, SafeTensorsFile> fileOf = new LinkedHashMap<>();
+    List<SafeTensorsFile> opened = new ArrayList<>();
     try {
-      for (Iterator<Map.Entry<String, JsonNode>> it = map.fields(); it.hasNext(); ) {
-        Map.Entry<String, JsonNode> e = it.next();
-        String shardName = e.getValue().asText();
-        if (shardName.contains("/") || shardName.contains("\\")) {
-          throw new SafeTensorsException(index + ": shard '" + shardName + "' of tensor '"
-              + e.getKey() + "' is not a file name in the model directory");
+      Map<String, SafeTensorsFile> byTensor = new HashMap<>();
+      for (Map.Entry<String, Set<String>> shardEntry : expected.entrySet()) {
+        String shard = shardEntry.getKey();
+        Path shardPath = dir.resolve(shard);
+        if (!Files.isRegularFile(shardPath)) {
+          throw new SafeTensorsException(
+              index + ": shard '" + shard + "' (of tensor '" + shardEntry.getValue().iterator().next()
+                  + "') does not exist in " + dir);
         }
-        SafeTensorsFile shard = shards.get(shardName);
-        if (shard == null) {
-          Path p = dir.resolve(shardName);
-          if (!Files.isRegularFile(p)) {
-            throw new SafeTensorsException(index + ": shard " + p + " of tensor '" + e.getKey()
-                + "' does not exist");
+        SafeTensorsFile file = SafeTensorsFile.open(shardPath);
+        opened.add(file);
+        for (String name : shardEntry.getValue()) {
+          if (!file.has(name)) {
+            throw new SafeTensorsException(
+                index + ": maps tensor '" + name + "' to shard '" + shard
+                    + "', but that shard has no such tensor");
           }
-          shard = SafeTensorsFile.open(p);
-          shards.put(shardName, shard);
+          byTensor.put(name, file);
         }
-        if (!shard.has(e.getKey())) {
-          throw new SafeTensorsException(index + ": tensor '" + e.getKey() + "' is mapped to "
-              + shard.path() + " which does not contain it");
-        }
-        fileOf.put(e.getKey(), shard);
-      }
-      for (SafeTensorsFile shard : shards.values()) {
-        for (TensorInfo t : shard.tensors()) {
-          if (fileOf.get(t.name()) != shard) {
-            throw new SafeTensorsException(shard.path() + ": tensor '" + t.name()
-                + "' is not listed for this shard in " + index);
+        for (String name : file.names()) {
+          String listed = weightMap.get(name);
+          if (listed == null) {
+            throw new SafeTensorsException(
+                index + ": shard '" + shard + "' holds tensor '" + name
+                    + "', which the index does not list");
+          }
+          if (!listed.equals(shard)) {
+            throw new SafeTensorsException(
+                index + ": shard '" + shard + "' holds tensor '" + name
+                    + "', which the index maps to shard '" + listed + "'");
           }
         }
       }
-    } catch (RuntimeException e) {
-      shards.values().forEach(SafeTensorsFile::close);
+      return new Checkpoint(dir, opened, byTensor);
+    } catch (RuntimeException | Error e) {
+      for (SafeTensorsFile f : opened) {
+        try {
+          f.close();
+        } catch (RuntimeException suppressed) {
+          e.addSuppressed(suppressed);
+        }
+      }
       throw e;
     }
-    return new Checkpoint(dir, Collections.unmodifiableMap(fileOf),
-        new ArrayList<>(shards.values()));
   }
 
-  private static String findPickle(Path dir) {
-    try (DirectoryStream<Path> ds = Files.newDirectoryStream(dir, "*.{bin,pt,pth,ckpt}")) {
-      for (Path p : ds) {
-        return p.getFileName().toString();
+  /** Parses and checks the index: a {@code weight_map} object of plain shard file names. */
+  private static Map<String, String> readWeightMap(Path index) {
+    JsonNode root;
+    try {
+      long size = Files.size(index);
+      if (size > MAX_INDEX_BYTES) {
+        throw new SafeTensorsException(
+            index + ": " + size + " bytes, over the " + MAX_INDEX_BYTES + "-byte limit");
+      }
+      root = HeaderJson.parse(HeaderJson.decodeUtf8(Files.readAllBytes(index)));
+    } catch (CharacterCodingException e) {
+      throw new SafeTensorsException(index + ": not valid UTF-8", e);
+    } catch (IOException e) {
+      throw new SafeTensorsException(index + ": cannot read or parse: " + e.getMessage(), e);
+    }
+    if (root == null || !root.isObject()) {
+      throw new SafeTensorsException(index + ": not a JSON object");
+    }
+    JsonNode map = root.get("weight_map");
+    if (map == null || !map.isObject()) {
+      throw new SafeTensorsException(index + ": 'weight_map' is missing or not an object");
+    }
+    if (map.isEmpty()) {
+      throw new SafeTensorsException(index + ": 'weight_map' lists no tensors");
+    }
+    Map<String, String> weightMap = new HashMap<>();
+    for (Iterator<Map.Entry<String, JsonNode>> it = map.fields(); it.hasNext(); ) {
+      Map.Entry<String, JsonNode> e = it.next();
+      JsonNode shard = e.getValue();
+      if (!shard.isTextual()) {
+        throw new SafeTensorsException(
+            index + ": tensor '" + e.getKey() + "' maps to " + shard + ", not a shard file name");
+      }
+      String name = shard.textValue();
+      // Only plain names in the model directory: an index must not reach other files.
+      if (name.isEmpty() || name.equals(".") || name.equals("..") || name.contains("/")
+          || name.contains("\\")) {
+        throw new SafeTensorsException(
+            index + ": tensor '" + e.getKey() + "' maps to '" + name
+                + "', which is not a plain file name in the model directory");
+      }
+      weightMap.put(e.getKey(), name);
+    }
+    return weightMap;
+  }
+
+  private static List<String> pickleFiles(Path dir) {
+    List<String> found = new ArrayList<>();
+    try (DirectoryStream<Path> entries = Files.newDirectoryStream(dir)) {
+      for (Path p : entries) {
+        String name = p.getFileName().toString();
+        if (PICKLE_SUFFIXES.stream().anyMatch(name::endsWith) && Files.isRegularFile(p)) {
+          found.add(name);
+        }
       }
     } catch (IOException e) {
-      return null;
+      throw new SafeTensorsException(dir + ": cannot list directory: " + e, e);
     }
-    return null;
+    Collections.sort(found);
+    return found;
   }
 
-  public Path directory() {
-    return directory;
+  /** @return the model directory */
+  public Path dir() {
+    return dir;
   }
 
+  /** @return every tensor name, sorted */
   public Set<String> names() {
-    return fileOf.keySet();
+    return names;
   }
 
+  /**
+   * @param name a tensor name
+   * @return whether the checkpoint holds it
+   */
+  public boolean has(String name) {
+    return fileByTensor.containsKey(name);
+  }
+
+  /**
+   * @param name a tensor name
+   * @return its header entry (offsets are within its file, see {@link #fileOf})
+   * @throws SafeTensorsException naming the directory and tensor when it is missing
+   */
   public TensorInfo info(String name) {
     return file(name).info(name);
   }
 
-  /** The file holding {@code name}. */
-  public Path fileOf(String name) {
-    return file(name).path();
+  /**
+   * @param name a tensor name
+   * @return the name of the file in {@link #dir()} that holds it
+   * @throws SafeTensorsException naming the directory and tensor when it is missing
+   */
+  public String fileOf(String name) {
+    return file(name).path().getFileName().toString();
   }
 
+  /**
+   * @param name a floating-point tensor
+   * @return its values as float32, row-major (see {@link SafeTensorsFile#readFloat32})
+   */
   public float[] readFloat32(String name) {
     return file(name).readFloat32(name);
   }
 
+  /**
+   * @param name a floating-point tensor
+   * @param target receives {@code numel} values at its position (see {@link
+   *     SafeTensorsFile#readFloat32Into})
+   */
+  public void readFloat32Into(String name, FloatBuffer target) {
+    file(name).readFloat32Into(name, target);
+  }
+
+  /**
+   * @param name a tensor
+   * @return its raw little-endian bytes
+   */
+  public byte[] readBytes(String name) {
+    return file(name).readBytes(name);
+  }
+
   private SafeTensorsFile file(String name) {
-    SafeTensorsFile f = fileOf.get(name);
-    if (f == null) {
-      throw new SafeTensorsException(directory + ": tensor '" + name + "' is missing");
+    SafeTensorsFile file = fileByTensor.get(name);
+    if (file == null) {
+      throw new SafeTensorsException(dir + ": checkpoint has no tensor '" + name + "'");
     }
-    return f;
+    return file;
+  }
+
+  /** Closes every file of the checkpoint. */
+  @Override
+  public void close() {
+    SafeTensorsException failure = null;
+    for (SafeTensorsFile f : files) {
+      try {
+        f.close();
+      } catch (SafeTensorsException e) {
+        if (failure == null) {
+          failure = e;
+        } else {
+          failure.addSuppressed(e);
+        }
+      }
+    }
+    if (failure != null) {
+      throw failure;
+    }
   }
 
   @Override
-  public void close() {
-    files.forEach(SafeTensorsFile::close);
+  public String toString() {
+    return "Checkpoint[" + dir + ", " + names.size() + " tensors in " + files.size() + " file(s)]";
   }
 }

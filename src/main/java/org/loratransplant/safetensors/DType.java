@@ -1,24 +1,62 @@
 package org.loratransplant.safetensors;
 
-/** The element types of the safetensors format, with their size in bytes. */
+/**
+ * Element types of safetensors tensors, under their names in the file header.
+ *
+ * <p>Only the types Llama-family checkpoints and PEFT adapters use are supported; a header
+ * naming any other type (e.g. {@code F8_E4M3}, {@code U32}) is rejected when the file is opened.
+ */
 public enum DType {
-  F64(8), F32(4), F16(2), BF16(2), I64(8), I32(4), I16(2), I8(1), U8(1), BOOL(1);
+  F64(8, 13),
+  F32(4, 11),
+  F16(2, 7),
+  BF16(2, 8),
+  I64(8, 14),
+  I32(4, 9),
+  I16(2, 5),
+  I8(1, 2),
+  U8(1, 1),
+  BOOL(1, 0);
 
-  private final int size;
+  private final int byteSize;
+  /**
+   * Position of this type in the reference implementation's {@code Dtype} enum (safetensors
+   * crate, {@code tensor.rs}), whose derived ordering the writer sorts by, descending, to lay out
+   * the data section exactly as the Python library does. Gaps are types we do not support.
+   */
+  private final int referenceOrder;
 
-  DType(int size) {
-    this.size = size;
+  DType(int byteSize, int referenceOrder) {
+    this.byteSize = byteSize;
+    this.referenceOrder = referenceOrder;
   }
 
-  public int size() {
-    return size;
+  /** @return bytes per element */
+  public int byteSize() {
+    return byteSize;
   }
 
-  /** The type named {@code name} in a header, or {@code null} if unknown. */
+  /** @return whether {@link SafeTensorsFile#readFloat32} can convert this type to float */
+  public boolean isFloatingPoint() {
+    return this == F64 || this == F32 || this == F16 || this == BF16;
+  }
+
+  int referenceOrder() {
+    return referenceOrder;
+  }
+
+  /**
+   * @param name a dtype as written in a safetensors header, e.g. {@code "BF16"} (case-sensitive,
+   *     as the format is)
+   * @return the type, or {@code null} when the name is not a supported type
+   */
   public static DType fromName(String name) {
-    for (DType d : values()) {
-      if (d.name().equals(name)) {
-        return d;
+    if (name == null) {
+      return null;
+    }
+    for (DType t : values()) {
+      if (t.name().equals(name)) {
+        return t;
       }
     }
     return null;

@@ -131,7 +131,7 @@ class PeftInteropTest {
     Map<String, String> m = new TreeMap<>();
     try (SafeTensorsFile f = SafeTensorsFile.open(file)) {
       for (TensorInfo t : f.tensors()) {
-        m.put(t.name(), t.dtype() + Arrays.toString(t.shape()));
+        m.put(t.name(), t.dtype() + Arrays.toString(t.dims()));
       }
     }
     return m;

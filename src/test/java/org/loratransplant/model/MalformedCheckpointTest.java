@@ -93,7 +93,7 @@ class MalformedCheckpointTest {
     Path f = dir.resolve("model.safetensors");
     byte[] b = Files.readAllBytes(f);
     Files.write(f, java.util.Arrays.copyOf(b, b.length - 100));
-    names(fails(dir), "model.safetensors", "past the end");
+    names(fails(dir), "model.safetensors", "truncated file");
   }
 
   @Test
@@ -117,12 +117,12 @@ class MalformedCheckpointTest {
     names(fails(dir), "model.safetensors", "JSON");
     writeRaw(f, "{\"model.norm.weight\":{\"dtype\":\"F8_E4M3X\",\"shape\":[8],"
         + "\"data_offsets\":[0,8]}}", 8);
-    names(fails(dir), "model.norm.weight", "unknown dtype");
+    names(fails(dir), "model.norm.weight", "unsupported dtype");
     writeRaw(f, "{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
         + "\"b\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[4,12]}}", 12);
     names(fails(dir), "'b'", "overlaps");
     writeRaw(f, "{\"a\":{\"dtype\":\"F32\",\"shape\":[3],\"data_offsets\":[0,8]}}", 8);
-    names(fails(dir), "'a'", "12 bytes");
+    names(fails(dir), "'a'", "needs 12");
   }
 
   @Test
