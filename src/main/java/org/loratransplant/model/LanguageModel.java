@@ -133,6 +133,7 @@ public final class LanguageModel implements AutoCloseable {
         positions[row * t + i] = i;
       }
     }
+    IntraOpThreads.forPositions((long) b * t);
     try (NDManager scope = model.manager().newSubManager()) {
       NDArray idArr = scope.create(ids, new Shape(b, t));
       NDArray posArr = scope.create(positions, new Shape(b, t));
@@ -221,6 +222,7 @@ public final class LanguageModel implements AutoCloseable {
       int t = p;
       while (active > 0 && step < maxSteps) {
         float[] logits;
+        IntraOpThreads.forPositions((long) b * t);
         try (NDManager stepScope = scope.newSubManager()) {
           NDArray idArr = stepScope.create(stepIds, new Shape(b, t));
           NDArray posArr = stepScope.create(stepPos, new Shape(b, t));

@@ -95,7 +95,8 @@ public final class LlamaModel implements AutoCloseable {
           throw new ModelConfigException(dir + ": tensor 'lm_head.weight' is missing and "
               + "tie_word_embeddings is false in config.json");
         }
-        lmHeadT = embedding.transpose().duplicate();
+        lmHeadT = manager.create(transpose(embedding.toFloatArray(), config.vocabSize(), e),
+            new Shape(e, config.vocabSize()));
       } else {
         lmHeadT = w.loadTransposed("lm_head.weight", config.vocabSize(), e);
       }
@@ -265,10 +266,9 @@ public final class LlamaModel implements AutoCloseable {
     /** Loads an {@code (out, in)} weight and stores it as {@code (in, out)}. */
     NDArray loadTransposed(String name, long out, long in) {
       float[] data = read(name, out, in);
-      try (NDArray w = manager.create(data, new Shape(out, in))) {
-        NDArray t = w.transpose().duplicate(); // contiguous (in, out)
-        return t;
-      }
+      // Transposed here, in Java: a transposed view cloned by PyTorch keeps the view's strides,
+      // and a strided weight made every projection matmul measurably slower.
+      return manager.create(transpose(data, (int) out, (int) in), new Shape(in, out));
     }
 
     private float[] read(String name, long... shape) {
@@ -282,6 +282,17 @@ public final class LlamaModel implements AutoCloseable {
       }
       return ckpt.readFloat32(name);
     }
+  }
+
+  /** Row-major {@code (rows, cols)} to row-major {@code (cols, rows)}. */
+  static float[] transpose(float[] a, int rows, int cols) {
+    float[] t = new float[a.length];
+    for (int r = 0; r < rows; r++) {
+      for (int c = 0; c < cols; c++) {
+        t[c * rows + r] = a[r * cols + c];
+      }
+    }
+    return t;
   }
 
   public static NDArray int64(NDManager m, long[] values, long... shape) {

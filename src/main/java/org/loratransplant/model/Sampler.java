@@ -10,13 +10,13 @@ import java.util.SplittableRandom;
 final class Sampler {
   private final GenerationParams params;
   private final SplittableRandom random;
-  private final Integer[] order;
+  private final long[] keys;
   private final double[] probs;
 
   Sampler(GenerationParams params, long seed, int vocab) {
     this.params = params;
     this.random = new SplittableRandom(seed);
-    this.order = new Integer[vocab];
+    this.keys = new long[vocab];
     this.probs = new double[vocab];
   }
 
@@ -47,27 +47,34 @@ final class Sampler {
       }
       return argmax(logits, offset, vocab);
     }
+    // Most probable first, equal probabilities by lower id: one primitive sort of keys that pack
+    // the probability's float bits (order-preserving for non-negative floats) above the
+    // complemented id. Sorting boxed indices with a comparator cost a fifth of a decode step.
     for (int i = 0; i < vocab; i++) {
-      order[i] = i;
+      keys[i] = ((long) Float.floatToIntBits((float) probs[i]) << 32) | (0xFFFFFFFFL - i);
     }
-    // Most probable first; equal probabilities by lower id so the order is deterministic.
-    Arrays.sort(order, (a, b) -> probs[a] != probs[b] ? Double.compare(probs[b], probs[a])
-        : Integer.compare(a, b));
+    Arrays.sort(keys);
     double threshold = params.topP() * sum;
     double kept = 0;
     int n = 0;
     while (n < vocab && kept < threshold) {
-      kept += probs[order[n++]];
+      kept += probs[idAt(vocab - 1 - n)];
+      n++;
     }
     double target = u * kept;
     double acc = 0;
     for (int i = 0; i < n; i++) {
-      acc += probs[order[i]];
+      int id = idAt(vocab - 1 - i);
+      acc += probs[id];
       if (acc > target) {
-        return order[i];
+        return id;
       }
     }
-    return order[n - 1];
+    return idAt(vocab - n);
+  }
+
+  private int idAt(int sortedIndex) {
+    return (int) (0xFFFFFFFFL - (keys[sortedIndex] & 0xFFFFFFFFL));
   }
 
   static int argmax(float[] logits, int offset, int vocab) {

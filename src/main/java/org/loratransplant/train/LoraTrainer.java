@@ -150,6 +150,7 @@ public final class LoraTrainer {
     try (NDManager scope = model.manager().newSubManager();
         GradientCollector gc = Engine.getInstance().newGradientCollector()) {
       Batch b = Batch.of(data, batch, config.normaliser());
+      org.loratransplant.model.IntraOpThreads.forPositions((long) b.rows() * b.length());
       NDArray noise = null;
       if (config.neftuneAlpha() > 0) {
         noise = neftune(scope, b, model.config().hiddenSize(), index);
