@@ -201,17 +201,26 @@ public final class LlamaModel implements AutoCloseable {
       // Grouped-query attention without repeating k/v: fold the G query heads of each kv head
       // into the query-time axis. (B, H, T, D) -> (B, K, G*T, D)
       NDArray scores = q.reshape(b, k, g * t, d).matMul(key.transpose(0, 1, 3, 2)); // (B,K,G*T,S)
-      NDArray probs = scores.reshape(b, k, g, t, s).add(mask).softmax(-1);
+      // In inference the fresh score tensor takes the mask in place (one allocation less);
+      // autograd needs the out-of-place form.
+      NDArray masked = training ? scores.reshape(b, k, g, t, s).add(mask)
+          : scores.reshape(b, k, g, t, s).addi(mask);
+      NDArray probs = masked.softmax(-1);
       NDArray attn = probs.reshape(b, k, g * t, s).matMul(v) // (B, K, G*T, D)
           .reshape(b, h, t, d).transpose(0, 2, 1, 3).reshape(b, t, (long) h * d);
-      x = x.add(project(i, Projection.O_PROJ, lin, attn, adapter, training));
+      x = residual(x, project(i, Projection.O_PROJ, lin, attn, adapter, training), training);
       NDArray hm = rmsNorm(x, layer.postNorm());
       NDArray gate = project(i, Projection.GATE_PROJ, lin, hm, adapter, training);
       NDArray up = project(i, Projection.UP_PROJ, lin, hm, adapter, training);
       NDArray act = gate.mul(Activation.sigmoid(gate)).mul(up); // SiLU(gate) * up
-      x = x.add(project(i, Projection.DOWN_PROJ, lin, act, adapter, training));
+      x = residual(x, project(i, Projection.DOWN_PROJ, lin, act, adapter, training), training);
     }
     return rmsNorm(x, finalNorm);
+  }
+
+  /** {@code x + y}, in place on y (a fresh projection output) when no gradient is needed. */
+  private static NDArray residual(NDArray x, NDArray y, boolean training) {
+    return training ? x.add(y) : y.addi(x);
   }
 
   /** {@code (..., E) -> (..., V)} logits. */
