@@ -16,6 +16,7 @@ import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
+import org.loratransplant.align.Alignment;
 import org.loratransplant.align.TokenAlignment;
 import org.loratransplant.pipeline.ExecutorTokenizers;
 import org.loratransplant.pipeline.TitokSettings;
@@ -104,10 +105,17 @@ public final class AlignStage {
         .render(Map.of("input", r.<String>getAs("query"))), true);
     int[] resp = TaskPrompts.response(tt, r.getAs("response"), tgt.eos());
     int[] sid = srcIds.stream().mapToInt(Integer::intValue).toArray();
-    TokenAlignment.Result a = TokenAlignment.align(src.tokenizer().pieces(sid), m,
-        tt.pieces(resp));
+    double[] md = new double[m.length];
+    for (int i = 0; i < m.length; i++) {
+      md[i] = m[i];
+    }
+    Alignment a = TokenAlignment.align(Arrays.asList(src.tokenizer().pieces(sid)), md,
+        Arrays.asList(tt.pieces(resp)));
+    float[] scores = new float[a.targetScores().length];
+    for (int i = 0; i < scores.length; i++) {
+      scores[i] = (float) a.targetScores()[i];
+    }
     // The eos tokens decode to "" on both sides and end both sequences: carry its score over.
-    float[] scores = a.targetScores();
     if (scores.length > 0 && m.length > 0) {
       scores[scores.length - 1] = Math.max(scores[scores.length - 1], m[m.length - 1]);
     }
