@@ -230,7 +230,12 @@ public final class LanguageModel implements AutoCloseable {
               new Shape(b, 1, 1, t, slot + t));
           NDArray hidden = model.hidden(idArr, posArr, mask, cache, adapter, false);
           NDArray last = t == 1 ? hidden : hidden.get(":, -1:, :");
-          logits = model.logits(last).toType(DataType.FLOAT32, false).toFloatArray();
+          NDArray out = model.logits(last);
+          if (samplers[0].wantsProbabilities()) {
+            // One softmax for the whole batch instead of a Java exp per vocabulary entry.
+            out = out.div((float) params.temperature()).softmax(-1);
+          }
+          logits = out.toType(DataType.FLOAT32, false).toFloatArray();
         }
         slot += t;
         long[] nextIds = new long[b];

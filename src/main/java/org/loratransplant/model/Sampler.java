@@ -20,20 +20,26 @@ final class Sampler {
     this.probs = new double[vocab];
   }
 
-  /** Next token from {@code logits[offset .. offset + vocab)}. */
-  int next(float[] logits, int offset) {
+  /** Whether {@link #next} takes probabilities (softmax at the temperature) or raw logits. */
+  boolean wantsProbabilities() {
+    return params.temperature() > 0;
+  }
+
+  /**
+   * Next token from row {@code values[offset .. offset + vocab)}: raw logits when greedy, else
+   * the softmax at the sampling temperature (computed for the whole batch in one op).
+   */
+  int next(float[] values, int offset) {
     int vocab = probs.length;
     if (params.temperature() == 0) {
-      return argmax(logits, offset, vocab);
-    }
-    double max = Double.NEGATIVE_INFINITY;
-    for (int i = 0; i < vocab; i++) {
-      max = Math.max(max, logits[offset + i]);
+      return argmax(values, offset, vocab);
     }
     double sum = 0;
+    double max = 0;
     for (int i = 0; i < vocab; i++) {
-      probs[i] = Math.exp((logits[offset + i] - max) / params.temperature());
+      probs[i] = values[offset + i];
       sum += probs[i];
+      max = Math.max(max, probs[i]);
     }
     double u = random.nextDouble();
     if (params.topP() >= 1) {
@@ -45,32 +51,45 @@ final class Sampler {
           return i;
         }
       }
-      return argmax(logits, offset, vocab);
+      return argmax(values, offset, vocab);
     }
-    // Most probable first, equal probabilities by lower id: one primitive sort of keys that pack
-    // the probability's float bits (order-preserving for non-negative floats) above the
-    // complemented id. Sorting boxed indices with a comparator cost a fifth of a decode step.
-    for (int i = 0; i < vocab; i++) {
-      keys[i] = ((long) Float.floatToIntBits((float) probs[i]) << 32) | (0xFFFFFFFFL - i);
-    }
-    Arrays.sort(keys);
+    // The nucleus is the shortest prefix of the descending order whose mass reaches topP. All
+    // tokens with p >= tau come first in that order, so once their mass reaches topP the nucleus
+    // lies among them and only they need sorting: lower tau until it does.
     double threshold = params.topP() * sum;
+    double tau = max;
+    int n;
+    double candidateMass;
+    do {
+      tau /= 16;
+      n = 0;
+      candidateMass = 0;
+      for (int i = 0; i < vocab; i++) {
+        if (probs[i] >= tau) {
+          // Most probable first, ties by lower id: one primitive sort of keys that pack the
+          // probability's float bits (order-preserving when non-negative) above ~id.
+          keys[n++] = ((long) Float.floatToIntBits((float) probs[i]) << 32) | (0xFFFFFFFFL - i);
+          candidateMass += probs[i];
+        }
+      }
+    } while (candidateMass < threshold && tau > 0 && n < vocab);
+    Arrays.sort(keys, 0, n);
     double kept = 0;
-    int n = 0;
-    while (n < vocab && kept < threshold) {
-      kept += probs[idAt(vocab - 1 - n)];
-      n++;
+    int m = 0;
+    while (m < n && kept < threshold) {
+      kept += probs[idAt(n - 1 - m)];
+      m++;
     }
     double target = u * kept;
     double acc = 0;
-    for (int i = 0; i < n; i++) {
-      int id = idAt(vocab - 1 - i);
+    for (int i = 0; i < m; i++) {
+      int id = idAt(n - 1 - i);
       acc += probs[id];
       if (acc > target) {
         return id;
       }
     }
-    return idAt(vocab - n);
+    return idAt(n - m);
   }
 
   private int idAt(int sortedIndex) {
