@@ -1,0 +1,85 @@
+package org.loratransplant.model;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.util.Arrays;
+import java.util.Comparator;
+import java.util.SplittableRandom;
+import org.junit.jupiter.api.Test;
+
+/** The candidate-pruned nucleus sampler against a naive full-sort reference. */
+class SamplerTest {
+
+  /** Sort everything, keep the shortest prefix reaching topP, pick with the same u. */
+  static int reference(float[] p, double topP, long seed) {
+    double u = new SplittableRandom(seed).nextDouble();
+    Integer[] order = new Integer[p.length];
+    for (int i = 0; i < p.length; i++) {
+      order[i] = i;
+    }
+    Arrays.sort(order, Comparator.comparingDouble((Integer i) -> -(double) (float) p[i])
+        .thenComparingInt(i -> i));
+    double sum = 0;
+    for (float x : p) {
+      sum += x;
+    }
+    double kept = 0;
+    int n = 0;
+    while (n < p.length && kept < topP * sum) {
+      kept += p[order[n++]];
+    }
+    double acc = 0;
+    for (int i = 0; i < n; i++) {
+      acc += p[order[i]];
+      if (acc > u * kept) {
+        return order[i];
+      }
+    }
+    return order[n - 1];
+  }
+
+  @Test
+  void matchesTheFullSortReferenceOnPeakedFlatAndTiedDistributions() {
+    SplittableRandom rng = new SplittableRandom(11);
+    for (int trial = 0; trial < 3000; trial++) {
+      int v = 2 + rng.nextInt(600);
+      float[] p = new float[v];
+      double sharp = trial % 3 == 0 ? 0.1 : trial % 3 == 1 ? 3 : 12;
+      double sum = 0;
+      for (int i = 0; i < v; i++) {
+        double logit = rng.nextGaussian() * sharp;
+        if (trial % 7 == 0) {
+          logit = Math.round(logit); // many exact ties
+        }
+        p[i] = (float) Math.exp(logit);
+        sum += p[i];
+      }
+      for (int i = 0; i < v; i++) {
+        p[i] /= (float) sum;
+      }
+      double topP = new double[] {0.1, 0.5, 0.9, 0.99, 1.0}[trial % 5];
+      long seed = rng.nextLong();
+      Sampler s = new Sampler(new GenerationParams(1, 1.0, topP, new int[0]), seed, v);
+      int got = s.next(p, 0);
+      if (topP < 1) {
+        assertEquals(reference(p, topP, seed), got, "trial " + trial);
+      } else {
+        double u = new SplittableRandom(seed).nextDouble();
+        double acc = 0;
+        int want = v - 1;
+        double total = 0;
+        for (float x : p) {
+          total += x;
+        }
+        for (int i = 0; i < v; i++) {
+          acc += p[i];
+          if (acc > u * total) {
+            want = i;
+            break;
+          }
+        }
+        assertEquals(want, got, "trial " + trial);
+      }
+    }
+  }
+}
