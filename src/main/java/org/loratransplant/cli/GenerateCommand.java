@@ -40,21 +40,8 @@ public final class GenerateCommand implements Command {
           params.topP(), lm.eosIds());
       int[] out = lm.generate(List.of(prompt), new long[] {o.longValue("seed")}, withEos,
           m.adapter(), 1).get(0).tokens();
-      System.out.println(continuation(lm, prompt, out));
+      System.out.println(lm.tokenizer().continuation(prompt, out));
     }
     return 0;
-  }
-
-  /**
-   * The text the new tokens add. Decoding them alone would lose the word-initial space that a
-   * SentencePiece decoder strips from the start of a text, so decode prompt+new and cut.
-   */
-  static String continuation(LanguageModel lm, int[] prompt, int[] generated) {
-    int[] all = new int[prompt.length + generated.length];
-    System.arraycopy(prompt, 0, all, 0, prompt.length);
-    System.arraycopy(generated, 0, all, prompt.length, generated.length);
-    String full = lm.tokenizer().decode(all);
-    String head = lm.tokenizer().decode(prompt);
-    return full.startsWith(head) ? full.substring(head.length()) : lm.tokenizer().decode(generated);
   }
 }

@@ -111,7 +111,12 @@ public final class TrainLoraCommand implements Command {
       summary.put("heap_used_mb", (usedHeap() - heapBefore) / 1e6);
       PeftFormat.write(adapter, out, Map.of(SUMMARY_FILE, Reports.toJson(summary),
           "lt_settings.conf", settings.render()));
-      PeftFormatCleanup.delete(checkpoints);
+      try {
+        PeftFormat.deleteRecursively(checkpoints);
+      } catch (java.io.IOException e) {
+        System.err.println("lt train-lora: could not remove " + checkpoints + ": "
+            + e.getMessage());
+      }
       System.err.printf("lt train-lora: wrote %s (%d steps, loss %.4f -> %.4f, %.0f tok/s, "
           + "%.1f s)%n", out, r.steps(), summary.get("first_loss").asDouble(),
           summary.get("final_loss").asDouble(), r.tokensPerSecond(), r.seconds());
@@ -129,22 +134,6 @@ public final class TrainLoraCommand implements Command {
       return new ObjectMapper().readTree(summary.toFile()).path("config_hash").asText();
     } catch (java.io.IOException e) {
       return "";
-    }
-  }
-
-  /** Removes a finished run's checkpoints. */
-  static final class PeftFormatCleanup {
-    private PeftFormatCleanup() {}
-
-    static void delete(Path dir) {
-      if (!Files.exists(dir)) {
-        return;
-      }
-      try (var walk = Files.walk(dir)) {
-        walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
-      } catch (java.io.IOException e) {
-        System.err.println("lt: could not remove " + dir + ": " + e.getMessage());
-      }
     }
   }
 }

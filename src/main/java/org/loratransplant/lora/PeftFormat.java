@@ -291,7 +291,8 @@ public final class PeftFormat {
     return PythonJson.dumps(m);
   }
 
-  static void deleteRecursively(Path p) throws IOException {
+  /** Deletes a directory tree (adapter directories, training checkpoints). */
+  public static void deleteRecursively(Path p) throws IOException {
     if (!Files.exists(p)) {
       return;
     }

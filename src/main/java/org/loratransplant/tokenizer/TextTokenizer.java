@@ -121,6 +121,20 @@ public final class TextTokenizer implements AutoCloseable {
     return out;
   }
 
+  /**
+   * The text that {@code generated} adds after {@code prompt}. Decoding the new tokens alone
+   * would lose the word-initial space a SentencePiece decoder strips from the start of a text,
+   * so prompt+new is decoded and the prompt's text cut off.
+   */
+  public String continuation(int[] prompt, int[] generated) {
+    int[] all = new int[prompt.length + generated.length];
+    System.arraycopy(prompt, 0, all, 0, prompt.length);
+    System.arraycopy(generated, 0, all, prompt.length, generated.length);
+    String full = decode(all);
+    String head = decode(prompt);
+    return full.startsWith(head) ? full.substring(head.length()) : decode(generated);
+  }
+
   @Override
   public void close() {
     tokenizer.close();

@@ -94,7 +94,7 @@ public final class GenerateStage {
         List<String> queryText = new ArrayList<>();
         List<int[]> answerPrompts = new ArrayList<>();
         for (int i = 0; i < batch.size(); i++) {
-          String q = firstLine(GenerateStageText.continuation(tok, qp, queries.get(i).tokens()));
+          String q = firstLine(tok.continuation(qp, queries.get(i).tokens()));
           queryText.add(q);
           answerPrompts.add(tok.encode(answer.render(Map.of("input", q)), true));
           seeds[i] = sampleSeed(s.seed(), batch.get(i), 2);
@@ -105,7 +105,7 @@ public final class GenerateStage {
             expert.adapter(), s.generateBatch());
         long toks = 0;
         for (int i = 0; i < batch.size(); i++) {
-          String a = firstLine(GenerateStageText.continuation(tok, answerPrompts.get(i),
+          String a = firstLine(tok.continuation(answerPrompts.get(i),
               answers.get(i).tokens()));
           out.add(RowFactory.create(batch.get(i), queryText.get(i), a,
               queries.get(i).finishReason(), answers.get(i).finishReason()));

@@ -1,6 +1,5 @@
 package org.loratransplant.pipeline.train;
 
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -59,11 +58,8 @@ public final class TrainStage {
   }
 
   static void deleteQuietly(Path dir) {
-    if (dir == null || !Files.exists(dir)) {
-      return;
-    }
-    try (var walk = Files.walk(dir)) {
-      walk.sorted(java.util.Comparator.reverseOrder()).forEach(p -> p.toFile().delete());
+    try {
+      PeftFormat.deleteRecursively(dir);
     } catch (java.io.IOException e) {
       // leftover checkpoints are harmless; the next run ignores them (other fingerprint)
     }
