@@ -124,6 +124,15 @@ class TitokPipelineTest {
     for (String st : TitokJob.STAGES) {
       assertTrue(again.get("stages").get(st).path("skipped").asBoolean(), st + " skipped");
     }
+    // A stage killed before it finished leaves its outputs marked pending: the rerun redoes it
+    // and skips the complete stages before it.
+    List<String> scoredBefore = rows(scored, "sample_id", "mean_excess");
+    store.mark(Tables.SCORED_SAMPLES.tableName(), "pending");
+    ObjectNode resumed = new TitokJob(spark, settings(out, "llama2xs"), false).run("score");
+    assertTrue(resumed.get("stages").get("generate").path("skipped").asBoolean());
+    assertFalse(resumed.get("stages").get("score").path("skipped").asBoolean(), "score redone");
+    assertEquals(scoredBefore,
+        rows(store.read(Tables.SCORED_SAMPLES), "sample_id", "mean_excess"));
     // Other settings into the same directory are refused without --force.
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
         () -> new TitokJob(spark, settings(out, "llama2xs", "lt.titok.k-percent=50"), false)
