@@ -15,8 +15,9 @@ import org.slf4j.LoggerFactory;
 /**
  * One model per executor JVM and spec: loaded on first use by any task, then shared by every
  * later task and partition of that executor (the DJL Spark extension reloads per partition).
- * Tasks on one executor run in parallel threads, so uses are serialised per model; each task
- * still batches its whole partition. The load counter is logged so a run shows one load per JVM.
+ * Concurrent tasks of one executor share it without a lock: inference only reads the weights and
+ * each forward allocates in its own sub-manager. Each task batches its whole partition. The load
+ * counter is logged so a run shows one load per JVM.
  */
 public final class ExecutorModels {
   private static final Logger LOG = LoggerFactory.getLogger(ExecutorModels.class);

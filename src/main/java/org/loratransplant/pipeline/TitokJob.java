@@ -25,6 +25,7 @@ import org.loratransplant.model.LanguageModel;
 import org.loratransplant.model.ModelConfig;
 import org.loratransplant.pipeline.align.AlignStage;
 import org.loratransplant.pipeline.evaluate.EvaluateStage;
+import org.loratransplant.pipeline.expert.ExpertTraining;
 import org.loratransplant.pipeline.generate.GenerateStage;
 import org.loratransplant.pipeline.generate.NearDuplicates;
 import org.loratransplant.pipeline.score.ScoreStage;
@@ -100,7 +101,7 @@ public final class TitokJob {
     Task task = TaskFiles.load(exp.taskFile());
     Split split = Split.of(task, exp.testFraction(), exp.splitSeed());
     var seeds = split.seedExamples(s.seedExamples());
-    ensureExpert(task);
+    ensureExpert();
     checkAdapterFitsSource();
     checkRun();
     LOG.info("TiTok run at {}: {} -> {} on {} (M={}, pool {}, k={}%, selection per {})",
@@ -276,7 +277,7 @@ public final class TitokJob {
   // ---- run bookkeeping ---------------------------------------------------------------------
 
   /** Trains the source expert first when its adapter does not exist and a recipe is given. */
-  private void ensureExpert(Task task) {
+  private void ensureExpert() {
     if (PeftFormat.isAdapterDir(Path.of(s.sourceAdapter()))) {
       return;
     }
@@ -286,12 +287,10 @@ public final class TitokJob {
     }
     LOG.info("source adapter {} missing: training it with {}", s.sourceAdapter(),
         s.expertConf());
-    int rc = org.loratransplant.cli.Main.run(new String[] {"train-lora", "--model",
-        s.sourceModel(), "--out", s.sourceAdapter(), "--conf", s.expertConf(), "--set",
-        "lt.task.file=" + exp.taskFile(), "--set", "lt.device=" + s.device()});
-    if (rc != 0) {
-      throw new IllegalStateException("training the source expert failed (exit " + rc + ")");
-    }
+    Settings expert = Settings.load(Path.of(s.expertConf()), List.of(
+        "lt.task.file=" + exp.taskFile(), "lt.device=" + s.device()));
+    ExpertTraining.plan(Path.of(s.sourceModel()), Path.of(s.sourceAdapter()), expert, false)
+        .execute();
   }
 
   private void checkAdapterFitsSource() {
