@@ -36,6 +36,15 @@ public final class TitokCommand implements Command {
       return 0;
     }
     Settings settings = ConfCli.settings(o);
+    try {
+      // Everything that needs no Spark is checked before a session starts.
+      org.loratransplant.config.Experiment exp = ConfCli.experiment(settings);
+      org.loratransplant.pipeline.TitokSettings.from(exp);
+      exp.trainer();
+      exp.evaluation();
+    } catch (IllegalArgumentException e) {
+      throw new UsageException(e.getMessage());
+    }
     System.err.println("lt titok: settings from " + settings.source() + ":\n"
         + settings.render());
     SparkSession spark = SparkSessions.getOrCreate("lora-transplant titok", o.get("master"),
