@@ -119,27 +119,16 @@ public final class TitokJob {
     String h4 = hash("train", h3, exp.raw().getConfig("lora").root().render(),
         exp.raw().getConfig("train").root().render(), exp.seed());
     String h5 = hash("evaluate", h4, exp.raw().getConfig("eval").root().render());
-    stage("generate", h0, () -> generate(seeds));
-    if (lastStage.equals("generate")) {
-      return summary(lastStage);
+    List<Step> steps = List.of(new Step("generate", h0, () -> generate(seeds)),
+        new Step("score", h1, this::score), new Step("select", h2, this::select),
+        new Step("align", h3, this::align), new Step("train", h4, () -> train(h4)),
+        new Step("evaluate", h5, () -> evaluate(task, split, h5)));
+    for (Step step : steps) {
+      stage(step.name(), step.hash(), step.work());
+      if (step.name().equals(lastStage)) {
+        break;
+      }
     }
-    stage("score", h1, this::score);
-    if (lastStage.equals("score")) {
-      return summary(lastStage);
-    }
-    stage("select", h2, this::select);
-    if (lastStage.equals("select")) {
-      return summary(lastStage);
-    }
-    stage("align", h3, this::align);
-    if (lastStage.equals("align")) {
-      return summary(lastStage);
-    }
-    stage("train", h4, () -> train(h4));
-    if (lastStage.equals("train")) {
-      return summary(lastStage);
-    }
-    stage("evaluate", h5, () -> evaluate(task, split, h5));
     return summary(lastStage);
   }
 
@@ -161,6 +150,9 @@ public final class TitokJob {
   private interface Work {
     ObjectNode run();
   }
+
+  /** A stage with the hash of everything its output depends on. */
+  private record Step(String name, String hash, Work work) {}
 
   private void stage(String name, String hash, Work work) {
     List<String> outputs = OUTPUTS.get(name);
