@@ -89,6 +89,24 @@ public enum Tables {
     this.schema = schema;
   }
 
+  /** An int array as a Row value of an {@code array<int>} column. */
+  public static Integer[] ints(int[] a) {
+    Integer[] o = new Integer[a.length];
+    for (int i = 0; i < a.length; i++) {
+      o[i] = a[i];
+    }
+    return o;
+  }
+
+  /** A float array as a Row value of an {@code array<float>} column. */
+  public static Float[] floats(float[] a) {
+    Float[] o = new Float[a.length];
+    for (int i = 0; i < a.length; i++) {
+      o[i] = a[i];
+    }
+    return o;
+  }
+
   /** Directory name under the run directory and Spark SQL view name. */
   public String tableName() {
     return tableName;

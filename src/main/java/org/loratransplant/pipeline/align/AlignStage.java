@@ -119,12 +119,7 @@ public final class AlignStage {
     if (scores.length > 0 && m.length > 0) {
       scores[scores.length - 1] = Math.max(scores[scores.length - 1], m[m.length - 1]);
     }
-    return new Aligned(id, rank, box(prompt), box(resp), scores, a.matchedSpans(),
+    return new Aligned(id, rank, Tables.ints(prompt), Tables.ints(resp), scores, a.matchedSpans(),
         a.unmatchedTargetTokens());
   }
-
-  static Integer[] box(int[] a) {
-    return Arrays.stream(a).boxed().toArray(Integer[]::new);
-  }
-
 }

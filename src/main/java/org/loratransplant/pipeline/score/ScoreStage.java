@@ -135,24 +135,8 @@ public final class ScoreStage {
         end[i] = known ? spans.charEnd()[i] : textLen;
       }
       return RowFactory.create(pool.getLong(0), pool.getString(1), pool.getString(2),
-          boxed(prompt), boxed(resp), boxed(le), boxed(la), n, n == 0 ? 0.0 : sum / n, sum,
+          Tables.ints(prompt), Tables.ints(resp), Tables.floats(le), Tables.floats(la), n, n == 0 ? 0.0 : sum / n, sum,
           pieces, start, end);
     }
-  }
-
-  static Integer[] boxed(int[] a) {
-    Integer[] o = new Integer[a.length];
-    for (int i = 0; i < a.length; i++) {
-      o[i] = a[i];
-    }
-    return o;
-  }
-
-  static Float[] boxed(float[] a) {
-    Float[] o = new Float[a.length];
-    for (int i = 0; i < a.length; i++) {
-      o[i] = a[i];
-    }
-    return o;
   }
 }

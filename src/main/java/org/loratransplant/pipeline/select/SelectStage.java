@@ -76,15 +76,7 @@ public final class SelectStage {
     return RowFactory.create(r.<Long>getAs("sample_id"), r.<Integer>getAs("rank"),
         r.<String>getAs("query"), r.<String>getAs("response"),
         r.getList(r.fieldIndex("prompt_ids")).toArray(new Integer[0]),
-        r.getList(r.fieldIndex("token_ids")).toArray(new Integer[0]), boxed(excess), boxed(mask),
+        r.getList(r.fieldIndex("token_ids")).toArray(new Integer[0]), Tables.floats(excess), Tables.floats(mask),
         r.<Double>getAs("mean_excess"));
-  }
-
-  static Float[] boxed(float[] a) {
-    Float[] o = new Float[a.length];
-    for (int i = 0; i < a.length; i++) {
-      o[i] = a[i];
-    }
-    return o;
   }
 }
