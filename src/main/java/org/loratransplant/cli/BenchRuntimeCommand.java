@@ -27,6 +27,8 @@ public final class BenchRuntimeCommand implements Command {
         .value("train-batches", "B,..", "training batch sizes (empty: skip)", "16")
         .value("seq-len", "T", "scoring/training sequence length", "128")
         .value("new-tokens", "N", "tokens generated per request", "128")
+        .value("lanes", "L,..", "threads per batch to measure scoring and generation with "
+            + "(each runs a part of the batch)", "1")
         .value("repeats", "R", "timed repeats per figure (median reported)", "3")
         .flag("json", "one JSON object per line instead of a table");
     ModelCli.declare(o);
@@ -37,16 +39,23 @@ public final class BenchRuntimeCommand implements Command {
     try (ModelCli.Loaded m = ModelCli.load(o)) {
       RuntimeBenchmark b = new RuntimeBenchmark(m.model(), o.integer("repeats"));
       int t = Math.min(o.integer("seq-len"), m.model().config().maxPositions());
-      for (int batch : o.integers("score-batches")) {
-        figures.add(report(b.scoring(batch, t), o.has("json")));
-      }
       int n = Math.min(o.integer("new-tokens"), m.model().config().maxPositions() - 1);
-      for (int batch : o.integers("generate-batches")) {
-        figures.add(report(b.generation(batch, n), o.has("json")));
+      for (int lanes : o.integers("lanes")) {
+        if (lanes < 1) {
+          throw new UsageException("--lanes: each count must be at least 1, got " + lanes);
+        }
+        m.model().setLanes(lanes);
+        for (int batch : o.integers("score-batches")) {
+          figures.add(report(b.scoring(batch, t), lanes, o.has("json")));
+        }
+        for (int batch : o.integers("generate-batches")) {
+          figures.add(report(b.generation(batch, n), lanes, o.has("json")));
+        }
       }
+      m.model().setLanes(1);
       if (!o.get("train-batches").isBlank()) {
         for (int batch : o.integers("train-batches")) {
-          figures.add(report(b.training(batch, t), o.has("json")));
+          figures.add(report(b.training(batch, t), 1, o.has("json")));
         }
       }
     }
@@ -59,13 +68,15 @@ public final class BenchRuntimeCommand implements Command {
     return 0;
   }
 
-  private static RuntimeBenchmark.Figure report(RuntimeBenchmark.Figure f, boolean json) {
+  private static RuntimeBenchmark.Figure report(RuntimeBenchmark.Figure f, int lanes,
+      boolean json) {
     if (json) {
       System.out.printf("{\"workload\":\"%s\",\"batch\":%d,\"seq_len\":%d,"
-          + "\"tokens_per_s\":%.1f}%n", f.workload(), f.batch(), f.seqLen(), f.tokensPerSecond());
+          + "\"tokens_per_s\":%.1f,\"lanes\":%d}%n", f.workload(), f.batch(), f.seqLen(),
+          f.tokensPerSecond(), lanes);
     } else {
-      System.out.printf("%-9s batch %4d  seq %4d  %10.0f tokens/s%n", f.workload(), f.batch(),
-          f.seqLen(), f.tokensPerSecond());
+      System.out.printf("%-9s batch %4d  seq %4d  lanes %d  %10.0f tokens/s%n", f.workload(),
+          f.batch(), f.seqLen(), lanes, f.tokensPerSecond());
     }
     System.out.flush();
     return f;

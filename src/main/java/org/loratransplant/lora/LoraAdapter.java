@@ -129,6 +129,27 @@ public final class LoraAdapter implements Adapter, AutoCloseable {
     return in.matMul(p.aT()).matMul(p.bT()).mul(scaling);
   }
 
+  @Override
+  public boolean hasWeightDeltas() {
+    return true;
+  }
+
+  /** {@code scaling * aT @ bT}, the {@code (in, out)} update of the transposed weight. */
+  @Override
+  public NDArray weightDelta(int layer, Projection projection) {
+    Pair p = pairs.get(new Key(layer, projection));
+    if (p == null) {
+      return null;
+    }
+    if (mergedInto) {
+      throw new IllegalStateException("this adapter is merged into the base weights; run the "
+          + "model without it, or unmerge first");
+    }
+    try (NDArray product = p.aT().matMul(p.bT())) {
+      return product.mul((float) config.scaling());
+    }
+  }
+
   /** Adds {@code scaling * B A} into the base weights (inference with no adapter overhead). */
   public void merge(LlamaModel model) {
     if (mergedInto) {
@@ -160,6 +181,7 @@ public final class LoraAdapter implements Adapter, AutoCloseable {
         scaled.close();
       }
     }
+    model.weightsChanged();
   }
 
   @Override

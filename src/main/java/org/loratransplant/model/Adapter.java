@@ -14,4 +14,20 @@ public interface Adapter {
    * adapted. {@code training} enables dropout.
    */
   NDArray delta(int layer, Projection projection, NDArray x, boolean training);
+
+  /**
+   * Whether {@link #weightDelta} is available, so inference may fold this adapter into a copy of
+   * the weights ({@link FusedDecoder}) instead of running it beside them.
+   */
+  default boolean hasWeightDeltas() {
+    return false;
+  }
+
+  /**
+   * The update as a dense {@code (in, out)} matrix added to the transposed weight, a fresh array
+   * the caller closes; {@code null} when that projection is not adapted.
+   */
+  default NDArray weightDelta(int layer, Projection projection) {
+    throw new UnsupportedOperationException(getClass().getName() + " has no dense weight deltas");
+  }
 }

@@ -19,7 +19,12 @@ public final class IntraOpThreads {
 
   /** Threads for a forward over {@code positions} new positions in total (batch x length). */
   public static void forPositions(long positions) {
-    set(positions <= 64 ? 1 : DEFAULT);
+    forPositions(positions, 1);
+  }
+
+  /** The same for one of {@code lanes} parts of a batch running side by side. */
+  public static void forPositions(long positions, int lanes) {
+    set(positions <= 64 ? 1 : Math.max(1, DEFAULT / lanes));
   }
 
   private static void set(int n) {

@@ -1,53 +1,33 @@
 package org.loratransplant.model;
 
-import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDManager;
+import ai.djl.pytorch.jni.IValue;
 
 /**
- * Keys and values of the positions seen so far, per layer, each {@code (B, nKv, S, headDim)}
- * with RoPE already applied to the keys. Arrays live in {@code manager}; each append replaces
- * (and closes) the previous arrays so a long generation does not accumulate copies.
+ * The keys and values of one batch's decoding: a list of per-layer {@code (B, K, capacity, D)}
+ * tensors that live inside libtorch, made by {@link FusedDecoder#prefill} and written in place
+ * by each {@link FusedDecoder#step}. Java holds only the handle, so a step passes the whole
+ * cache back without copying it or crossing JNI once per tensor.
  */
 public final class KvCache implements AutoCloseable {
-  private final NDManager manager;
-  private final NDArray[] keys;
-  private final NDArray[] values;
+  private final IValue handle;
+  private final int capacity;
 
-  public KvCache(NDManager parent, int layers) {
-    this.manager = parent.newSubManager();
-    this.keys = new NDArray[layers];
-    this.values = new NDArray[layers];
+  KvCache(IValue handle, int capacity) {
+    this.handle = handle;
+    this.capacity = capacity;
   }
 
-  /** Number of cached positions (0 before the first forward). */
-  public long length() {
-    return keys[0] == null ? 0 : keys[0].getShape().get(2);
+  /** Key slots allocated. */
+  public int capacity() {
+    return capacity;
   }
 
-  NDArray keys(int layer) {
-    return keys[layer];
-  }
-
-  NDArray values(int layer) {
-    return values[layer];
-  }
-
-  /** Stores the full (past + new) keys/values of a layer; the arrays move into the cache. */
-  void put(int layer, NDArray k, NDArray v) {
-    NDArray oldK = keys[layer];
-    NDArray oldV = values[layer];
-    k.attach(manager);
-    v.attach(manager);
-    keys[layer] = k;
-    values[layer] = v;
-    if (oldK != null) {
-      oldK.close();
-      oldV.close();
-    }
+  IValue handle() {
+    return handle;
   }
 
   @Override
   public void close() {
-    manager.close();
+    handle.close();
   }
 }

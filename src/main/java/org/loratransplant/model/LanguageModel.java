@@ -3,7 +3,6 @@ package org.loratransplant.model;
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
-import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -14,13 +13,19 @@ import org.loratransplant.tokenizer.TextTokenizer;
 
 /**
  * A loaded model with its tokenizer and the two primitives the pipeline needs: teacher-forced
- * per-token log-probs ({@link #logprobs}) and batched sampling ({@link #generate}). Both take an
- * optional {@link Adapter}: the expert and the amateur of excess scoring are the same weights with
- * the adapter on or off, so one copy of the base serves both.
+ * per-token log-probs ({@link #logprobs}) and batched sampling ({@link #generate}). Both run on
+ * a {@link FusedDecoder} and take an optional {@link Adapter}: the expert and the amateur of
+ * excess scoring are the same base with the adapter on or off. The base's fused copy is kept
+ * (and remade when the base weights change in place); an adapter is folded into a fresh copy
+ * for the length of one call.
  */
 public final class LanguageModel implements AutoCloseable {
   private final LlamaModel model;
   private final TextTokenizer tokenizer; // null when the directory has none
+
+  private volatile int lanes = 1;
+  private FusedDecoder baseDecoder; // guarded by this
+  private long baseDecoderVersion = -1;
 
   private LanguageModel(LlamaModel model, TextTokenizer tokenizer) {
     this.model = model;
@@ -58,6 +63,21 @@ public final class LanguageModel implements AutoCloseable {
 
   public boolean hasTokenizer() {
     return tokenizer != null;
+  }
+
+  /**
+   * How many threads one batch may use, each running a contiguous part of it ({@link Lanes});
+   * 1 (the default) runs a batch on the calling thread. Results do not depend on it.
+   */
+  public void setLanes(int lanes) {
+    if (lanes < 1) {
+      throw new IllegalArgumentException("lanes must be at least 1, got " + lanes);
+    }
+    this.lanes = lanes;
+  }
+
+  public int lanes() {
+    return lanes;
   }
 
   /** The model's eos ids (generation_config.json). */
@@ -98,18 +118,25 @@ public final class LanguageModel implements AutoCloseable {
     Arrays.sort(order, Comparator.comparingInt(
         (Integer i) -> -(prompts.get(i).length + responses.get(i).length)).thenComparing(i -> i));
     float[][] out = new float[n][];
-    for (int start = 0; start < n; start += batchSize) {
-      int[] batch = new int[Math.min(batchSize, n - start)];
-      for (int j = 0; j < batch.length; j++) {
-        batch[j] = order[start + j];
+    try (Decoder decoder = decoder(adapter)) {
+      for (int start = 0; start < n; start += batchSize) {
+        int[] batch = new int[Math.min(batchSize, n - start)];
+        for (int j = 0; j < batch.length; j++) {
+          batch[j] = order[start + j];
+        }
+        int lanes = this.lanes;
+        Lanes.run(batch.length, lanes, (from, to) -> {
+          scoreBatch(decoder.fused(), Arrays.copyOfRange(batch, from, to), prompts, responses,
+              out, lanes);
+          return null;
+        });
       }
-      scoreBatch(batch, prompts, responses, adapter, out);
     }
     return Arrays.asList(out);
   }
 
-  private void scoreBatch(int[] batch, List<int[]> prompts, List<int[]> responses,
-      Adapter adapter, float[][] out) {
+  private void scoreBatch(FusedDecoder decoder, int[] batch, List<int[]> prompts,
+      List<int[]> responses, float[][] out, int lanes) {
     int b = batch.length;
     int t = 0;
     for (int r : batch) {
@@ -133,15 +160,15 @@ public final class LanguageModel implements AutoCloseable {
         positions[row * t + i] = i;
       }
     }
-    IntraOpThreads.forPositions((long) b * t);
+    IntraOpThreads.forPositions((long) b * t, lanes);
     try (NDManager scope = model.manager().newSubManager()) {
       NDArray idArr = scope.create(ids, new Shape(b, t));
       NDArray posArr = scope.create(positions, new Shape(b, t));
-      NDArray mask = scope.create(AttentionMasks.causal(t, 0, config().slidingWindow()),
-          new Shape(1, 1, 1, t, t));
-      NDArray hidden = model.hidden(idArr, posArr, mask, null, adapter, false);
-      NDArray tgt = scope.create(targets, new Shape(b, t, 1));
-      float[] lp = model.logits(hidden).logSoftmax(-1).gather(tgt, -1).toFloatArray();
+      NDArray tgt = scope.create(targets, new Shape(b, t));
+      int window = config().slidingWindow();
+      NDArray mask = scope.create(AttentionMasks.causal(t, 0, window),
+          FusedDecoder.maskShape(1, t, t));
+      float[] lp = decoder.logprobs(idArr, posArr, tgt, mask, scope).toFloatArray();
       for (int row = 0; row < b; row++) {
         int r = batch[row];
         int pl = prompts.get(r).length;
@@ -165,16 +192,23 @@ public final class LanguageModel implements AutoCloseable {
           + " seeds");
     }
     List<Generation> out = new ArrayList<>(prompts.size());
-    for (int start = 0; start < prompts.size(); start += batchSize) {
-      int end = Math.min(prompts.size(), start + batchSize);
-      out.addAll(generateBatch(prompts.subList(start, end),
-          Arrays.copyOfRange(seeds, start, end), params, adapter));
+    try (Decoder decoder = decoder(adapter)) {
+      for (int start = 0; start < prompts.size(); start += batchSize) {
+        int first = start;
+        int end = Math.min(prompts.size(), start + batchSize);
+        int lanes = this.lanes;
+        for (List<Generation> part : Lanes.run(end - start, lanes, (from, to) ->
+            generateBatch(decoder.fused(), prompts.subList(first + from, first + to),
+                Arrays.copyOfRange(seeds, first + from, first + to), params, lanes))) {
+          out.addAll(part);
+        }
+      }
     }
     return out;
   }
 
-  private List<Generation> generateBatch(List<int[]> prompts, long[] seeds,
-      GenerationParams params, Adapter adapter) {
+  private List<Generation> generateBatch(FusedDecoder decoder, List<int[]> prompts, long[] seeds,
+      GenerationParams params, int lanes) {
     int b = prompts.size();
     int vocab = config().vocabSize();
     int window = config().slidingWindow();
@@ -212,8 +246,9 @@ public final class LanguageModel implements AutoCloseable {
     // The last forward runs at position maxPositions - 1; the token it picks is kept but never
     // fed back (run.c does the same at seq_len).
     int maxSteps = Math.min(params.maxNewTokens(), config().maxPositions() - p + 1);
-    try (NDManager scope = model.manager().newSubManager();
-        KvCache cache = new KvCache(scope, config().numLayers())) {
+    double temperature = samplers[0].wantsProbabilities() ? params.temperature() : 0;
+    KvCache cache = null;
+    try (NDManager scope = model.manager().newSubManager()) {
       int active = b;
       int slot = 0; // key slots consumed so far
       int step = 0;
@@ -222,20 +257,24 @@ public final class LanguageModel implements AutoCloseable {
       int t = p;
       while (active > 0 && step < maxSteps) {
         float[] logits;
-        IntraOpThreads.forPositions((long) b * t);
+        IntraOpThreads.forPositions((long) b * t, lanes);
         try (NDManager stepScope = scope.newSubManager()) {
           NDArray idArr = stepScope.create(stepIds, new Shape(b, t));
           NDArray posArr = stepScope.create(stepPos, new Shape(b, t));
           NDArray mask = stepScope.create(AttentionMasks.leftPadded(pad, t, slot, window),
-              new Shape(b, 1, 1, t, slot + t));
-          NDArray hidden = model.hidden(idArr, posArr, mask, cache, adapter, false);
-          NDArray last = t == 1 ? hidden : hidden.get(":, -1:, :");
-          NDArray out = model.logits(last);
-          if (samplers[0].wantsProbabilities()) {
-            // One softmax for the whole batch instead of a Java exp per vocabulary entry.
-            out = out.div((float) params.temperature()).softmax(-1);
+              FusedDecoder.maskShape(b, t, slot + t));
+          // Greedy decoding reads logits; sampling reads the softmax at the temperature,
+          // computed for the whole batch inside the same call.
+          NDArray out;
+          if (cache == null) {
+            FusedDecoder.Prefill first = decoder.prefill(idArr, posArr, mask,
+                p + maxSteps - 1, temperature, stepScope);
+            cache = first.cache();
+            out = first.output();
+          } else {
+            out = decoder.step(cache, idArr, posArr, mask, slot, temperature, stepScope);
           }
-          logits = out.toType(DataType.FLOAT32, false).toFloatArray();
+          logits = out.toFloatArray();
         }
         slot += t;
         long[] nextIds = new long[b];
@@ -267,6 +306,10 @@ public final class LanguageModel implements AutoCloseable {
         t = 1;
         step++;
       }
+    } finally {
+      if (cache != null) {
+        cache.close();
+      }
     }
     List<Generation> out = new ArrayList<>(b);
     for (int r = 0; r < b; r++) {
@@ -274,6 +317,42 @@ public final class LanguageModel implements AutoCloseable {
       out.add(new Generation(toks, finish[r] == null ? "length" : finish[r]));
     }
     return out;
+  }
+
+  /**
+   * The decoder for {@code adapter}: the kept base copy, or a copy with the adapter folded in
+   * that closes with the returned handle.
+   */
+  private Decoder decoder(Adapter adapter) {
+    if (adapter == null) {
+      return new Decoder(baseDecoder(), false);
+    }
+    if (!adapter.hasWeightDeltas()) {
+      throw new IllegalArgumentException("inference folds adapters into the weights, and "
+          + adapter + " has no dense weight deltas");
+    }
+    return new Decoder(FusedDecoder.of(model, adapter), true);
+  }
+
+  private synchronized FusedDecoder baseDecoder() {
+    if (baseDecoder == null || baseDecoderVersion != model.weightsVersion()) {
+      if (baseDecoder != null) {
+        baseDecoder.close();
+      }
+      baseDecoderVersion = model.weightsVersion();
+      baseDecoder = FusedDecoder.of(model, null);
+    }
+    return baseDecoder;
+  }
+
+  /** A decoder for one call; {@code owned} ones are closed with it. */
+  private record Decoder(FusedDecoder fused, boolean owned) implements AutoCloseable {
+    @Override
+    public void close() {
+      if (owned) {
+        fused.close();
+      }
+    }
   }
 
   private void checkIds(int[] ids, String what) {
@@ -287,7 +366,10 @@ public final class LanguageModel implements AutoCloseable {
   }
 
   @Override
-  public void close() {
+  public synchronized void close() {
+    if (baseDecoder != null) {
+      baseDecoder.close();
+    }
     model.close();
     if (tokenizer != null) {
       tokenizer.close();

@@ -2,8 +2,6 @@ package org.loratransplant.model;
 
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
-import ai.djl.ndarray.NDArrays;
-import ai.djl.ndarray.NDList;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
@@ -19,7 +17,7 @@ import org.loratransplant.safetensors.Checkpoint;
 /**
  * The Llama-family decoder (llama, mistral, qwen2) on DJL NDArrays, computed in fp32.
  *
- * <p>Shapes: B batch, T new positions, S key positions (cached + new), E hidden, H query heads,
+ * <p>Shapes: B batch, T positions (S = T keys), E hidden, H query heads,
  * K key/value heads, G = H / K, D head dim, V vocab. One forward is ~20 ops per layer; the work
  * that is the same on every call (RoPE tables, the rotate-half matrix, transposed weights, the
  * attention scale folded into the query tables) is done once here.
@@ -39,6 +37,7 @@ public final class LlamaModel implements AutoCloseable {
   private final NDArray rotateHalf; // (D, D): x @ R == cat(-x2, x1)
   private final NDArray eps;
   private final NDArray meanColumn; // (E, 1) filled with 1/E
+  private volatile long weightsVersion;
 
   private record Layer(NDArray inputNorm, NDArray postNorm, Map<Projection, Linear> linears) {}
 
@@ -51,6 +50,33 @@ public final class LlamaModel implements AutoCloseable {
     this.lmHeadT = lmHeadT;
     this.finalNorm = finalNorm;
     this.layers = layers;
+    int d = config.headDim();
+    int p = config.maxPositions();
+    float[][] table = ropeTables(config);
+    float[] cos = table[0];
+    float[] sin = table[1];
+    this.kCos = manager.create(cos, new Shape(p, d));
+    this.kSin = manager.create(sin, new Shape(p, d));
+    float scale = (float) (1.0 / Math.sqrt(d));
+    this.qCos = kCos.mul(scale);
+    this.qSin = kSin.mul(scale);
+    float[] r = new float[d * d];
+    for (int j = 0; j < d / 2; j++) {
+      r[(j + d / 2) * d + j] = -1f; // out[j] = -x[j + D/2]
+      r[j * d + j + d / 2] = 1f; // out[j + D/2] = x[j]
+    }
+    this.rotateHalf = manager.create(r, new Shape(d, d));
+    this.eps = manager.create((float) config.rmsNormEps());
+    float[] col = new float[config.hiddenSize()];
+    java.util.Arrays.fill(col, 1f / config.hiddenSize());
+    this.meanColumn = manager.create(col, new Shape(config.hiddenSize(), 1));
+  }
+
+  /**
+   * RoPE's {@code (P, D)} cos and sin tables, each frequency written to both halves of a head as
+   * rotate-half pairs them.
+   */
+  static float[][] ropeTables(ModelConfig config) {
     int d = config.headDim();
     int p = config.maxPositions();
     float[] inv = RopeScaling.inverseFrequencies(d, config.ropeTheta(), config.ropeScaling());
@@ -68,21 +94,7 @@ public final class LlamaModel implements AutoCloseable {
         sin[pos * d + i + d / 2] = s;
       }
     }
-    this.kCos = manager.create(cos, new Shape(p, d));
-    this.kSin = manager.create(sin, new Shape(p, d));
-    float scale = (float) (1.0 / Math.sqrt(d));
-    this.qCos = kCos.mul(scale);
-    this.qSin = kSin.mul(scale);
-    float[] r = new float[d * d];
-    for (int j = 0; j < d / 2; j++) {
-      r[(j + d / 2) * d + j] = -1f; // out[j] = -x[j + D/2]
-      r[j * d + j + d / 2] = 1f; // out[j + D/2] = x[j]
-    }
-    this.rotateHalf = manager.create(r, new Shape(d, d));
-    this.eps = manager.create((float) config.rmsNormEps());
-    float[] col = new float[config.hiddenSize()];
-    java.util.Arrays.fill(col, 1f / config.hiddenSize());
-    this.meanColumn = manager.create(col, new Shape(config.hiddenSize(), 1));
+    return new float[][] {cos, sin};
   }
 
   /** Loads the model in {@code dir} onto {@code device}; errors name the file and tensor. */
@@ -131,6 +143,35 @@ public final class LlamaModel implements AutoCloseable {
     return config;
   }
 
+  /**
+   * Counts in-place changes of the frozen weights (a LoRA merged or unmerged), so derived copies
+   * such as {@link FusedDecoder} know when they are stale.
+   */
+  public long weightsVersion() {
+    return weightsVersion;
+  }
+
+  /** Records that the frozen weights were changed in place. */
+  public void weightsChanged() {
+    weightsVersion++;
+  }
+
+  NDArray lmHeadT() {
+    return lmHeadT;
+  }
+
+  NDArray finalNorm() {
+    return finalNorm;
+  }
+
+  NDArray inputNorm(int layer) {
+    return layers[layer].inputNorm();
+  }
+
+  NDArray postNorm(int layer) {
+    return layers[layer].postNorm();
+  }
+
   public Path directory() {
     return directory;
   }
@@ -149,24 +190,23 @@ public final class LlamaModel implements AutoCloseable {
    *
    * @param ids token ids {@code (B, T)} int64
    * @param positions RoPE positions {@code (B, T)} int64
-   * @param mask additive attention mask {@code (B or 1, 1, 1, T, S)}: 0 where a query may see a
+   * @param mask additive attention mask {@code (B or 1, 1, 1, T, T)}: 0 where a query may see a
    *     key, a large negative number where not
-   * @param cache keys/values of earlier positions, extended in place; {@code null} for none
    * @param adapter LoRA updates, or {@code null} for the base model
    * @param training enables adapter dropout
    * @return {@code (B, T, E)}
    */
-  public NDArray hidden(NDArray ids, NDArray positions, NDArray mask, KvCache cache,
-      Adapter adapter, boolean training) {
-    return hidden(ids, positions, mask, cache, adapter, training, null);
+  public NDArray hidden(NDArray ids, NDArray positions, NDArray mask, Adapter adapter,
+      boolean training) {
+    return hidden(ids, positions, mask, adapter, training, null);
   }
 
   /**
    * As above, with {@code embeddingNoise} {@code (B, T, E)} added to the token embeddings when
    * not null (NEFTune adds uniform noise there during training).
    */
-  public NDArray hidden(NDArray ids, NDArray positions, NDArray mask, KvCache cache,
-      Adapter adapter, boolean training, NDArray embeddingNoise) {
+  public NDArray hidden(NDArray ids, NDArray positions, NDArray mask, Adapter adapter,
+      boolean training, NDArray embeddingNoise) {
     long b = ids.getShape().get(0);
     long t = ids.getShape().get(1);
     int h = config.numHeads();
@@ -195,13 +235,6 @@ public final class LlamaModel implements AutoCloseable {
           ks).transpose(0, 2, 1, 3); // (B, K, T, D)
       NDArray v = project(i, Projection.V_PROJ, lin, hn, adapter, training)
           .reshape(b, t, k, d).transpose(0, 2, 1, 3); // (B, K, T, D)
-      if (cache != null) {
-        if (cache.keys(i) != null) {
-          key = NDArrays.concat(new NDList(cache.keys(i), key), 2); // (B, K, S, D)
-          v = NDArrays.concat(new NDList(cache.values(i), v), 2);
-        }
-        cache.put(i, key, v);
-      }
       long s = key.getShape().get(2);
       // Grouped-query attention without repeating k/v: fold the G query heads of each kv head
       // into the query-time axis. (B, H, T, D) -> (B, K, G*T, D)

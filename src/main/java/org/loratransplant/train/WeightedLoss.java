@@ -32,7 +32,7 @@ final class WeightedLoss {
     }
     NDArray hidden = model.hidden(scope.create(b.ids(), new Shape(rows, t)),
         scope.create(positions, new Shape(rows, t)), scope.create(mask, new Shape(1, 1, 1, t, t)),
-        null, adapter, training, embeddingNoise);
+        adapter, training, embeddingNoise);
     NDArray logp = model.logits(hidden).logSoftmax(-1)
         .gather(scope.create(b.targets(), new Shape(rows, t, 1)), -1); // (B, T, 1)
     NDArray weighted = logp.reshape(rows, t).mul(scope.create(b.weights(), new Shape(rows, t)))

@@ -15,10 +15,10 @@ import org.loratransplant.testing.Models;
 import org.loratransplant.testing.SharedData;
 
 /**
- * Properties of the runtime that no fixture covers directly: incremental (KV-cache) decoding
- * agrees with the full teacher-forced forward, batching with right padding (scoring) and left
- * padding (generation) leaves every request's result unchanged, and a sampled request depends on
- * its own seed only.
+ * Properties of the runtime that no fixture covers directly: incremental decoding with the fused
+ * decoder and its cache agrees with the reference forward over the whole sequence, batching with
+ * right padding (scoring) and left padding (generation) leaves every request's result unchanged,
+ * and a sampled request depends on its own seed only.
  */
 class BatchingConsistencyTest {
   private static final double TOL = 2e-4;
@@ -28,26 +28,54 @@ class BatchingConsistencyTest {
   }
 
   @Test
-  void kvCacheDecodingMatchesTeacherForcing() {
+  void cachedDecodingMatchesTheReferenceForward() {
     LanguageModel lm = stories();
     LlamaModel m = lm.model();
     int[] ids = lm.tokenizer().encode("Once upon a time, there was a dog named Max.", true);
     int t = ids.length;
-    float[] full = lm.logprobs(List.of(new int[] {ids[0]}),
-        List.of(Arrays.copyOfRange(ids, 1, t)), null, 1).get(0);
+    int prompt = 3;
+    float[] reference = new float[t - 1];
     float[] incremental = new float[t - 1];
+    Arrays.fill(incremental, Float.NaN);
+    int v = m.config().vocabSize();
     try (NDManager scope = m.manager().newSubManager();
-        KvCache cache = new KvCache(scope, m.config().numLayers())) {
+        FusedDecoder fused = FusedDecoder.of(m, null)) {
+      long[] all = new long[t];
+      long[] positions = new long[t];
+      for (int i = 0; i < t; i++) {
+        all[i] = ids[i];
+        positions[i] = i;
+      }
+      // The reference: LlamaModel's plain forward over the whole sequence at once.
+      float[] logp = m.logits(m.hidden(scope.create(all, new Shape(1, t)),
+          scope.create(positions, new Shape(1, t)),
+          scope.create(AttentionMasks.causal(t, 0, 0), new Shape(1, 1, 1, t, t)), null, false))
+          .logSoftmax(-1).toFloatArray();
       for (int i = 0; i + 1 < t; i++) {
-        NDArray id = scope.create(new long[] {ids[i]}, new Shape(1, 1));
-        NDArray pos = scope.create(new long[] {i}, new Shape(1, 1));
-        NDArray mask = scope.create(AttentionMasks.causal(1, i, 0), new Shape(1, 1, 1, 1, i + 1));
-        NDArray logp = m.logits(m.hidden(id, pos, mask, cache, null, false)).logSoftmax(-1);
-        incremental[i] = logp.toFloatArray()[ids[i + 1]];
+        reference[i] = logp[i * v + ids[i + 1]];
+      }
+      // The fused decoder: a 3-token prompt into a fresh cache, then one token per step.
+      FusedDecoder.Prefill first = fused.prefill(
+          scope.create(Arrays.copyOf(all, prompt), new Shape(1, prompt)),
+          scope.create(Arrays.copyOf(positions, prompt), new Shape(1, prompt)),
+          scope.create(AttentionMasks.causal(prompt, 0, 0), FusedDecoder.maskShape(1, prompt,
+              prompt)), t - 1, 0, scope);
+      try (KvCache cache = first.cache()) {
+        incremental[prompt - 1] = first.output().logSoftmax(-1).toFloatArray()[ids[prompt]];
+        for (int i = prompt; i + 1 < t; i++) {
+          try (NDManager step = scope.newSubManager()) {
+            NDArray id = step.create(new long[] {ids[i]}, new Shape(1, 1));
+            NDArray pos = step.create(new long[] {i}, new Shape(1, 1));
+            NDArray mask = step.create(AttentionMasks.causal(1, i, 0),
+                FusedDecoder.maskShape(1, 1, i + 1));
+            NDArray out = fused.step(cache, id, pos, mask, i, 0, step).logSoftmax(-1);
+            incremental[i] = out.toFloatArray()[ids[i + 1]];
+          }
+        }
       }
     }
-    for (int i = 0; i < t - 1; i++) {
-      assertEquals(full[i], incremental[i], TOL, "token " + i);
+    for (int i = prompt - 1; i < t - 1; i++) {
+      assertEquals(reference[i], incremental[i], TOL, "token " + i);
     }
   }
 

@@ -129,7 +129,7 @@ public class HuggingFaceParityTest {
     }
     try (NDManager scope = m.manager().newSubManager()) {
       NDArray hidden = m.hidden(scope.create(l, new Shape(1, t)), scope.create(pos, new Shape(1, t)),
-          scope.create(AttentionMasks.causal(t, 0, 0), new Shape(1, 1, 1, t, t)), null, adapter, false);
+          scope.create(AttentionMasks.causal(t, 0, 0), new Shape(1, 1, 1, t, t)), adapter, false);
       NDArray last = hidden.get(":, -1, :");
       return new float[][] {m.logits(last).toFloatArray(), last.toFloatArray()};
     }

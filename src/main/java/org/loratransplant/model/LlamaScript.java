@@ -1,0 +1,98 @@
+package org.loratransplant.model;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDManager;
+import ai.djl.pytorch.engine.PtNDManager;
+import ai.djl.pytorch.engine.PtSymbolBlock;
+import ai.djl.pytorch.jni.IValue;
+import ai.djl.pytorch.jni.IValueUtils;
+import ai.djl.pytorch.jni.JniUtils;
+import java.io.ByteArrayInputStream;
+import java.io.IOException;
+import java.io.InputStream;
+import java.io.UncheckedIOException;
+import java.nio.charset.StandardCharsets;
+import java.util.LinkedHashMap;
+import java.util.Map;
+import java.util.concurrent.ConcurrentHashMap;
+
+/**
+ * The inference forward of a Llama-family architecture as a TorchScript module
+ * ({@code LlamaDecoder.py} beside this class), compiled by libtorch from source at first use.
+ * A decode step of the models here is ~150 tensor ops of a few microseconds each; through DJL
+ * every op is a JNI call, a Java object and a manager entry (~4 us here), inside TorchScript it
+ * is an interpreter instruction (~1 us). The module holds no weights: callers pass a
+ * {@link FusedDecoder}'s weight list, so one compiled module serves every copy of the weights
+ * of an architecture (the base, the base with an adapter folded in) and every thread.
+ *
+ * <p>Methods (see the source for shapes): {@code score} returns teacher-forced log-probs,
+ * {@code prefill} runs a prompt and returns the last position's logits (or probabilities) with
+ * a fresh key/value cache, {@code step} extends that cache in place by the new positions.
+ */
+final class LlamaScript {
+  /**
+   * Queries per block of a multi-position attention ({@code LlamaDecoder.attend}): 128-token
+   * scoring then computes 10/16 of the full score matrix; 16 to 128 measured alike here.
+   */
+  private static final int ATTENTION_BLOCK = 32;
+  private static final String SOURCE = source();
+  private static final Map<Key, LlamaScript> LOADED = new ConcurrentHashMap<>();
+
+  private final PtSymbolBlock module;
+
+  private record Key(Map<String, Object> attributes, Device device) {}
+
+  private LlamaScript(PtSymbolBlock module) {
+    this.module = module;
+  }
+
+  /** The compiled module for {@code config}'s architecture on {@code device} (loaded once). */
+  static LlamaScript of(ModelConfig config, Device device) {
+    return LOADED.computeIfAbsent(new Key(attributes(config), device), LlamaScript::load);
+  }
+
+  private static LlamaScript load(Key key) {
+    byte[] archive = TorchScriptArchive.write("LlamaDecoder", SOURCE, key.attributes());
+    // A manager that lives as long as the JVM owns the module: modules are few (one per
+    // architecture and device) and shared by every model and thread.
+    PtNDManager owner = (PtNDManager) NDManager.newBaseManager(key.device());
+    try {
+      return new LlamaScript(JniUtils.loadModule(owner, new ByteArrayInputStream(archive), true,
+          false));
+    } catch (IOException e) {
+      throw new UncheckedIOException("loading the TorchScript decoder", e);
+    }
+  }
+
+  /** Runs {@code method}; the inputs stay the caller's to close, the result is the caller's. */
+  IValue run(String method, IValue... inputs) {
+    return IValueUtils.runMethod(module, method, inputs);
+  }
+
+  /** The module's plain attributes: what the source needs to know of the architecture. */
+  private static Map<String, Object> attributes(ModelConfig c) {
+    Map<String, Object> a = new LinkedHashMap<>();
+    a.put("training", false);
+    a.put("layers", c.numLayers());
+    a.put("heads", c.numHeads());
+    a.put("kv_heads", c.numKvHeads());
+    a.put("head_dim", c.headDim());
+    a.put("inter", c.intermediateSize());
+    a.put("block", ATTENTION_BLOCK);
+    a.put("qkv_bias", c.qkvBias());
+    a.put("o_bias", c.oBias());
+    a.put("mlp_bias", c.mlpBias());
+    return a;
+  }
+
+  private static String source() {
+    try (InputStream in = LlamaScript.class.getResourceAsStream("LlamaDecoder.py")) {
+      if (in == null) {
+        throw new IllegalStateException("LlamaDecoder.py is missing from the classpath");
+      }
+      return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      throw new UncheckedIOException("reading LlamaDecoder.py", e);
+    }
+  }
+}
