@@ -28,7 +28,8 @@ class LlamaDecoder(Module):
     b = ids.size(0)
     t = ids.size(1)
     cache = annotate(List[Tensor], [])
-    x = self.residual(w, ids, positions, mask, cache, 0)
+    # Every row's positions are 0..T-1 here: the tables' first T rows, broadcast over the batch.
+    x = self.residual(w, ids, w[2].narrow(0, 0, t).unsqueeze(0), w[3].narrow(0, 0, t).unsqueeze(0), mask, cache, 0)
     logits = torch.mm(self.norm(w, x), w[1])
     return torch.gather(torch.log_softmax(logits, -1), 1, targets.view([-1, 1])).view([b, t])
   def prefill(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, positions: Tensor, mask: Tensor, capacity: int, temperature: float) -> Tuple[Tensor, List[Tensor]]:
@@ -38,12 +39,12 @@ class LlamaDecoder(Module):
     for i in range(self.layers):
       cache.append(torch.zeros([b, self.kv_heads, self.head_dim, capacity], dtype=w[0].dtype, device=w[0].device))
       cache.append(torch.zeros([b, self.kv_heads, capacity, self.head_dim], dtype=w[0].dtype, device=w[0].device))
-    x = self.residual(w, ids, positions, mask, cache, 0)
+    x = self.residual(w, ids, self.table(w[2], positions), self.table(w[3], positions), mask, cache, 0)
     return (self.last(w, x, b, temperature), cache)
   def step(self: __torch__.LlamaDecoder, w: List[Tensor], cache: List[Tensor], ids: Tensor, positions: Tensor, mask: Tensor, slot: int, temperature: float) -> Tensor:
     # New positions at `slot`, extending the cache in place: the last position's output.
     b = ids.size(0)
-    x = self.residual(w, ids, positions, mask, cache, slot)
+    x = self.residual(w, ids, self.table(w[2], positions), self.table(w[3], positions), mask, cache, slot)
     return self.last(w, x, b, temperature)
   def last(self: __torch__.LlamaDecoder, w: List[Tensor], x: Tensor, b: int, temperature: float) -> Tensor:
     # (B, V) logits of each row's last position, or their softmax at `temperature` when it is > 0.
@@ -56,15 +57,16 @@ class LlamaDecoder(Module):
     # x / sqrt(mean(x^2) + eps), the mean and eps as one addmm: a float literal here would be
     # wrapped into a tensor on every call, which measured slower than the op itself.
     return x * torch.rsqrt(torch.addmm(w[4], x * x, w[5]))
-  def residual(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, positions: Tensor, mask: Tensor, cache: List[Tensor], slot: int) -> Tensor:
-    # The residual stream (B*T, E) after the last layer.
+  def table(self: __torch__.LlamaDecoder, table: Tensor, positions: Tensor) -> Tensor:
+    # Rows of a (P, width) RoPE table at (B, T) positions: (B, T, width).
+    return torch.embedding(table, positions)
+  def residual(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, cache: List[Tensor], slot: int) -> Tensor:
+    # The residual stream (B*T, E) after the last layer; cos and sin (B or 1, T, Nq + Nk).
     b = ids.size(0)
     t = ids.size(1)
     hd = self.heads * self.head_dim
     kd = self.kv_heads * self.head_dim
     x = torch.embedding(w[0], ids.view([-1]))
-    cos = torch.embedding(w[2], positions.view([-1]))
-    sin = torch.embedding(w[3], positions.view([-1]))
     for i in range(self.layers):
       base = 6 + 8 * i
       h = self.norm(w, x)
@@ -73,7 +75,7 @@ class LlamaDecoder(Module):
       else:
         qkv = torch.mm(h, w[base])
       parts = qkv.split([hd + kd, hd + kd, kd], 1)
-      qk = torch.addcmul(parts[0] * cos, parts[1], sin).split([hd, kd], 1)
+      qk = torch.addcmul(parts[0].view([b, t, -1]) * cos, parts[1].view([b, t, -1]), sin).view([b * t, -1]).split([hd, kd], 1)
       k = qk[1].view([b, t, self.kv_heads, self.head_dim]).permute([0, 2, 3, 1])
       v = parts[2].view([b, t, self.kv_heads, self.head_dim]).transpose(1, 2)
       if len(cache) > 0:

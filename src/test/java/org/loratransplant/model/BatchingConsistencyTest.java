@@ -150,4 +150,31 @@ class BatchingConsistencyTest {
       assertTrue(tok != 1 && tok != 2, "eos never appears in the output");
     }
   }
+
+  @Test
+  void lanesSplitABatchWithoutChangingAnyResult() {
+    // A private copy: lanes are a setting of the model object, and the shared one is used by
+    // other tests at the same time.
+    try (LanguageModel lm = LanguageModel.load(SharedData.model("stories260K"),
+        ai.djl.Device.cpu())) {
+      List<int[]> prompts = new ArrayList<>();
+      List<int[]> responses = new ArrayList<>();
+      long[] seeds = new long[5];
+      for (int i = 0; i < 5; i++) {
+        prompts.add(lm.tokenizer().encode("Once upon a time " + "there was ".repeat(i), true));
+        responses.add(lm.tokenizer().encode("a little dog named Max" + ".".repeat(i), false));
+        seeds[i] = 40 + i;
+      }
+      GenerationParams p = new GenerationParams(24, 1.0, 0.9, lm.eosIds());
+      List<float[]> scoredInOne = lm.logprobs(prompts, responses, null, 5);
+      List<LanguageModel.Generation> inOne = lm.generate(prompts, seeds, p, null, 5);
+      lm.setLanes(2);
+      List<float[]> scoredInTwo = lm.logprobs(prompts, responses, null, 5);
+      List<LanguageModel.Generation> inTwo = lm.generate(prompts, seeds, p, null, 5);
+      for (int i = 0; i < 5; i++) {
+        assertArrayEquals(scoredInOne.get(i), scoredInTwo.get(i), (float) TOL, "scored " + i);
+        assertArrayEquals(inOne.get(i).tokens(), inTwo.get(i).tokens(), "sampled " + i);
+      }
+    }
+  }
 }
