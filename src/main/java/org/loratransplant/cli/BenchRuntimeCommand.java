@@ -28,7 +28,7 @@ public final class BenchRuntimeCommand implements Command {
         .value("seq-len", "T", "scoring/training sequence length", "128")
         .value("new-tokens", "N", "tokens generated per request", "128")
         .value("lanes", "L,..", "threads per batch to measure scoring and generation with "
-            + "(each runs a part of the batch)", "1")
+            + "(each runs a part of the batch on its own thread)", "1,2")
         .value("repeats", "R", "timed repeats per figure (median reported)", "3")
         .flag("json", "one JSON object per line instead of a table");
     ModelCli.declare(o);

@@ -5,8 +5,9 @@ import ai.djl.pytorch.jni.JniUtils;
 
 /**
  * PyTorch's intra-op thread count, chosen per kind of work. Measured here on stories260K
- * (2 cores): one decode step is too small to split, and 1 thread decoded batch 32 at 11.1k
- * tokens/s against 8.9k with 2; whole-sequence scoring is the opposite (2 threads 38k vs 23k).
+ * (2 cores, TorchScript decoder): a decode step is too small to split (batch 128 decoded alike
+ * on 1 and 2 threads), and so is one 128-token sequence (scored at ~37k tokens/s on 1 thread
+ * against ~25k on 2); 8 or more sequences are the opposite (~65k on 2 threads against ~51k).
  * The setting is per calling thread under OpenMP, so concurrent Spark tasks do not fight over it.
  */
 public final class IntraOpThreads {
@@ -24,7 +25,7 @@ public final class IntraOpThreads {
 
   /** The same for one of {@code lanes} parts of a batch running side by side. */
   public static void forPositions(long positions, int lanes) {
-    set(positions <= 64 ? 1 : Math.max(1, DEFAULT / lanes));
+    set(positions <= 128 ? 1 : Math.max(1, DEFAULT / lanes));
   }
 
   private static void set(int n) {
