@@ -116,13 +116,9 @@ public final class LoraAdapter implements Adapter, AutoCloseable {
 
   @Override
   public NDArray delta(int layer, Projection projection, NDArray x, boolean training) {
-    Pair p = pairs.get(new Key(layer, projection));
+    Pair p = activePair(layer, projection);
     if (p == null) {
       return null;
-    }
-    if (mergedInto) {
-      throw new IllegalStateException("this adapter is merged into the base weights; run the "
-          + "model without it, or unmerge first");
     }
     NDArray in = training && config.dropout() > 0
         ? Dropout.dropout(x, (float) config.dropout(), true).singletonOrThrow() : x;
@@ -137,17 +133,23 @@ public final class LoraAdapter implements Adapter, AutoCloseable {
   /** {@code scaling * aT @ bT}, the {@code (in, out)} update of the transposed weight. */
   @Override
   public NDArray weightDelta(int layer, Projection projection) {
-    Pair p = pairs.get(new Key(layer, projection));
+    Pair p = activePair(layer, projection);
     if (p == null) {
       return null;
-    }
-    if (mergedInto) {
-      throw new IllegalStateException("this adapter is merged into the base weights; run the "
-          + "model without it, or unmerge first");
     }
     try (NDArray product = p.aT().matMul(p.bT())) {
       return product.mul((float) config.scaling());
     }
+  }
+
+  /** The pair adapting a projection, or null; an adapter merged into the base cannot run. */
+  private Pair activePair(int layer, Projection projection) {
+    Pair p = pairs.get(new Key(layer, projection));
+    if (p != null && mergedInto) {
+      throw new IllegalStateException("this adapter is merged into the base weights; run the "
+          + "model without it, or unmerge first");
+    }
+    return p;
   }
 
   /** Adds {@code scaling * B A} into the base weights (inference with no adapter overhead). */

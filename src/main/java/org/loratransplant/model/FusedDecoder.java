@@ -28,19 +28,20 @@ import java.util.List;
  *
  * <p>The result equals {@link LlamaModel#hidden} up to float rounding (the HF and llama2.c
  * parity tests run through this class). The copy is made once per base model and once per call
- * for an adapter; the projections it concatenates are copies, so it roughly doubles the
- * attention and MLP weights' memory while it exists.
+ * for an adapter; it holds every projection again, in the {@code (out, in)} layout the decoder
+ * multiplies by, so it doubles the projections' memory while it exists.
  */
 public final class FusedDecoder implements AutoCloseable {
   private final ModelConfig config;
-  private final NDManager manager; // owns the fused arrays; shared model arrays are not in it
+  private final NDManager manager; // owns the fused arrays (the embedding stays the model's)
   private final LlamaScript script;
   private final IValue weights; // List[Tensor] in LlamaDecoder.py's order
 
-  private FusedDecoder(ModelConfig config, NDManager manager, List<NDArray> weights) {
+  private FusedDecoder(ModelConfig config, NDManager manager, List<NDArray> weights,
+      LlamaScript script) {
     this.config = config;
     this.manager = manager;
-    this.script = LlamaScript.of(config, manager.getDevice());
+    this.script = script;
     this.weights = IValue.listFrom(weights.stream().map(w -> (PtNDArray) w)
         .toArray(PtNDArray[]::new));
   }
@@ -50,6 +51,11 @@ public final class FusedDecoder implements AutoCloseable {
    * (it must have {@link Adapter#hasWeightDeltas}).
    */
   public static FusedDecoder of(LlamaModel model, Adapter adapter) {
+    return of(model, adapter, LlamaScript.of(model.config(), model.manager().getDevice()));
+  }
+
+  /** As above, run by {@code script} (tests compare the oneDNN and the portable one). */
+  static FusedDecoder of(LlamaModel model, Adapter adapter, LlamaScript script) {
     if (adapter != null && !adapter.hasWeightDeltas()) {
       throw new IllegalArgumentException(adapter + " cannot be folded into weights");
     }
@@ -94,25 +100,25 @@ public final class FusedDecoder implements AutoCloseable {
               new int[] {inter, inter}));
         }
         layerWeights.addAll(List.of(
-            m.create(qkv, new Shape(e, 2L * (nq + nk) + nk)), qkvBias,
-            shareOrAdd(model, adapter, i, Projection.O_PROJ, m),
+            outIn(m, qkv, e, 2 * (nq + nk) + nk), qkvBias,
+            outIn(m, weight(model, adapter, i, Projection.O_PROJ), nq, e),
             orNone(model.linear(i, Projection.O_PROJ).bias(), none),
-            m.create(concatColumns(e, new float[][] {wg, wu}, new int[] {inter, inter}),
-                new Shape(e, 2L * inter)), gateUpBias,
-            shareOrAdd(model, adapter, i, Projection.DOWN_PROJ, m),
+            outIn(m, concatColumns(e, new float[][] {wg, wu}, new int[] {inter, inter}), e,
+                2 * inter), gateUpBias,
+            outIn(m, weight(model, adapter, i, Projection.DOWN_PROJ), inter, e),
             orNone(model.linear(i, Projection.DOWN_PROJ).bias(), none)));
       }
       float[] head = model.lmHeadT().toFloatArray();
       scaleRows(head, model.finalNorm().toFloatArray());
-      NDArray lmHeadT = m.create(head, new Shape(e, c.vocabSize()));
+      NDArray lmHead = outIn(m, head, e, c.vocabSize());
       NDArray[] tables = ropeTables(c, m);
       float[] meanColumn = new float[e];
       java.util.Arrays.fill(meanColumn, 1f / e);
-      List<NDArray> weights = new ArrayList<>(List.of(model.embeddingTable(), lmHeadT,
+      List<NDArray> weights = new ArrayList<>(List.of(model.embeddingTable(), lmHead,
           tables[0], tables[1], m.create(new float[] {(float) c.rmsNormEps()}),
           m.create(meanColumn, new Shape(e, 1))));
       weights.addAll(layerWeights);
-      return new FusedDecoder(c, m, weights);
+      return new FusedDecoder(c, m, weights, script);
     } catch (RuntimeException ex) {
       m.close();
       throw ex;
@@ -236,16 +242,12 @@ public final class FusedDecoder implements AutoCloseable {
     return w;
   }
 
-  /** The model's own weight when the adapter leaves it alone, else weight + delta in {@code m}. */
-  private static NDArray shareOrAdd(LlamaModel model, Adapter adapter, int layer, Projection p,
-      NDManager m) {
-    NDArray w = model.linear(layer, p).weightT();
-    if (adapter == null) {
-      return w;
-    }
-    try (NDArray delta = adapter.weightDelta(layer, p)) {
-      return delta == null ? w : m.create(weight(model, adapter, layer, p), w.getShape());
-    }
+  /**
+   * A row-major {@code (in, out)} matrix as the {@code (out, in)} array the decoder multiplies
+   * by ({@code x @ w.t()}, or oneDNN's linear, which takes that layout).
+   */
+  private static NDArray outIn(NDManager m, float[] inOut, int in, int out) {
+    return m.create(LlamaModel.transpose(inOut, in, out), new Shape(out, in));
   }
 
   /** Multiplies row r of a row-major {@code (rows, cols)} matrix by {@code scale[r]}. */

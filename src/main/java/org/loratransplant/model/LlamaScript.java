@@ -1,6 +1,7 @@
 package org.loratransplant.model;
 
 import ai.djl.Device;
+import ai.djl.engine.EngineException;
 import ai.djl.ndarray.NDManager;
 import ai.djl.pytorch.engine.PtNDManager;
 import ai.djl.pytorch.engine.PtSymbolBlock;
@@ -15,6 +16,8 @@ import java.nio.charset.StandardCharsets;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
 
 /**
  * The inference forward of a Llama-family architecture as a TorchScript module
@@ -35,7 +38,16 @@ final class LlamaScript {
    * scoring then computes 10/16 of the full score matrix; 16 to 128 measured alike here.
    */
   private static final int ATTENTION_BLOCK = 32;
+  /**
+   * Rows from which projections run on oneDNN's linear instead of MKL (see {@code proj} in the
+   * source): measured alike at 64 rows, oneDNN ahead above, MKL ahead below.
+   */
+  private static final long ONEDNN_ROWS = 64;
   private static final String SOURCE = source();
+  /** The source without oneDNN ops, for GPUs and libtorch builds without oneDNN. */
+  private static final String PORTABLE_SOURCE = SOURCE.replaceAll(
+      "(?s)\\n *# onednn-begin\\n.*?# onednn-end", "");
+  private static final Logger LOG = LoggerFactory.getLogger(LlamaScript.class);
   private static final Map<Key, LlamaScript> LOADED = new ConcurrentHashMap<>();
 
   private final PtSymbolBlock module;
@@ -51,8 +63,28 @@ final class LlamaScript {
     return LOADED.computeIfAbsent(new Key(attributes(config), device), LlamaScript::load);
   }
 
+  /** A fresh module that never uses oneDNN (what GPUs run), for tests. */
+  static LlamaScript portable(ModelConfig config, Device device) {
+    return load(new Key(attributes(config), device), PORTABLE_SOURCE, Long.MAX_VALUE);
+  }
+
   private static LlamaScript load(Key key) {
-    byte[] archive = TorchScriptArchive.write("LlamaDecoder", SOURCE, key.attributes());
+    if (!key.device().isGpu()) {
+      try {
+        return load(key, SOURCE, ONEDNN_ROWS);
+      } catch (EngineException e) {
+        // A libtorch built without oneDNN cannot resolve its ops: run MKL/OpenBLAS products only.
+        LOG.warn("oneDNN linear unavailable in this libtorch ({}); using plain matrix products",
+            e.getMessage().lines().findFirst().orElse(""));
+      }
+    }
+    return load(key, PORTABLE_SOURCE, Long.MAX_VALUE);
+  }
+
+  private static LlamaScript load(Key key, String source, long dnnRows) {
+    Map<String, Object> attributes = new LinkedHashMap<>(key.attributes());
+    attributes.put("dnn_rows", dnnRows);
+    byte[] archive = TorchScriptArchive.write("LlamaDecoder", source, attributes);
     // A manager that lives as long as the JVM owns the module: modules are few (one per
     // architecture and device) and shared by every model and thread.
     PtNDManager owner = (PtNDManager) NDManager.newBaseManager(key.device());

@@ -71,6 +71,46 @@ class FusedDecoderTest {
     }
   }
 
+  @Test
+  void oneDnnAndPlainProductsScoreABatchAlikeAndAsTheReferenceDoes() {
+    // 4 x 40 positions are 160 rows: the projections run on oneDNN in the default module and on
+    // plain products in the portable one (which GPUs use); both must match the reference.
+    try (LanguageModel lm = LanguageModel.load(SharedData.hfReference("tiny-qwen2"),
+        Device.cpu())) {
+      LlamaModel m = lm.model();
+      int b = 4;
+      int t = 40;
+      long[] ids = new SplittableRandom(11).longs((long) b * t, 3, lm.config().vocabSize())
+          .toArray();
+      long[] positions = new long[b * t];
+      long[] targets = new long[b * t];
+      for (int i = 0; i < b * t; i++) {
+        positions[i] = i % t;
+        targets[i] = (i + 1) % t == 0 ? 0 : ids[i + 1];
+      }
+      try (ai.djl.ndarray.NDManager scope = m.manager().newSubManager();
+          FusedDecoder oneDnn = FusedDecoder.of(m, null);
+          FusedDecoder plain = FusedDecoder.of(m, null, LlamaScript.portable(m.config(),
+              Device.cpu()))) {
+        ai.djl.ndarray.NDArray idArr = scope.create(ids, new ai.djl.ndarray.types.Shape(b, t));
+        ai.djl.ndarray.NDArray posArr = scope.create(positions,
+            new ai.djl.ndarray.types.Shape(b, t));
+        ai.djl.ndarray.NDArray tgt = scope.create(targets, new ai.djl.ndarray.types.Shape(b, t));
+        ai.djl.ndarray.NDArray mask = scope.create(AttentionMasks.causal(t, 0, 0),
+            FusedDecoder.maskShape(1, t, t));
+        float[] a = oneDnn.logprobs(idArr, posArr, tgt, mask, scope).toFloatArray();
+        float[] p = plain.logprobs(idArr, posArr, tgt, mask, scope).toFloatArray();
+        float[] ref = m.logits(m.hidden(idArr, posArr, scope.create(AttentionMasks.causal(t, 0,
+            0), new ai.djl.ndarray.types.Shape(1, 1, 1, t, t)), null, false)).logSoftmax(-1)
+            .gather(tgt.reshape(b, t, 1), -1).toFloatArray();
+        for (int i = 0; i < b * t; i++) {
+          assertEquals(ref[i], a[i], 2e-4 * (1 + Math.abs(ref[i])), "oneDNN row " + i);
+          assertEquals(ref[i], p[i], 2e-4 * (1 + Math.abs(ref[i])), "plain row " + i);
+        }
+      }
+    }
+  }
+
   /** Teacher-forced log-probs of ids[1..] through the reference forward. */
   private static float[] referenceLogprobs(LanguageModel lm, int[] ids, LoraAdapter adapter) {
     LlamaModel m = lm.model();
