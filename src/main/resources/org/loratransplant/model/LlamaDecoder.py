@@ -122,7 +122,7 @@ class LlamaDecoder(Module):
     d = self.head_dim
     if t == 1:
       s = torch.matmul(q.view([b, kv, g, d]), k)
-      p = torch.softmax(s + mask.view([b, 1, 1, -1]), -1)
+      p = torch.softmax(s.add_(mask.view([b, 1, 1, -1])), -1)
       return torch.matmul(p, v).view([b, kv * g * d])
     # Several positions: blocks of `block` queries, each against the keys up to its last
     # position only, so the part above the causal diagonal is mostly never computed.
@@ -133,6 +133,6 @@ class LlamaDecoder(Module):
       end = slot + t0 + tb
       qb = q5.narrow(2, t0, tb).reshape([b, kv, tb * g, d])
       s = torch.matmul(qb, k.narrow(3, 0, end)).view([b, kv, tb, g, end])
-      p = torch.softmax(s + mask.narrow(2, t0, tb).narrow(4, 0, end), -1)
+      p = torch.softmax(s.add_(mask.narrow(2, t0, tb).narrow(4, 0, end)), -1)
       outs.append(torch.matmul(p.view([b, kv, tb * g, end]), v.narrow(2, 0, end)).view([b, kv, tb, g, d]))
     return torch.cat(outs, 2).transpose(1, 2).reshape([b * t, kv * g * d])
