@@ -130,18 +130,20 @@ public final class FusedDecoder implements AutoCloseable {
   }
 
   /**
-   * Teacher-forced log-probs: {@code (B, T)}, entry {@code (r, i)} the log-prob of
-   * {@code targets[r, i]} after {@code ids[r, 0..i]}.
+   * Teacher-forced log-probs of chosen positions of a right-padded batch whose rows sit at
+   * positions 0..T-1: entry n is the log-prob of {@code targets[n]} after the flattened
+   * position {@code rows[n]} (row r, position i is {@code r * T + i}). Only those positions go
+   * through the LM head and its softmax, so prompts and padding cost no vocabulary work.
    *
    * @param ids {@code (B, T)} int64
-   * @param positions RoPE positions {@code (B, T)} int64
-   * @param targets {@code (B, T)} int64
+   * @param rows {@code (N)} int64 flattened positions
+   * @param targets {@code (N)} int64
    * @param mask additive mask {@code (1 or B, 1, T, 1, T)} ({@link #maskShape})
-   * @param scope owns the result
+   * @param scope owns the result, {@code (N)}
    */
-  public NDArray logprobs(NDArray ids, NDArray positions, NDArray targets, NDArray mask,
+  public NDArray logprobs(NDArray ids, NDArray rows, NDArray targets, NDArray mask,
       NDManager scope) {
-    try (Inputs in = new Inputs(ids, positions, targets, mask)) {
+    try (Inputs in = new Inputs(ids, rows, targets, mask)) {
       return tensor(script.run("score", weights, in.get(0), in.get(1), in.get(2), in.get(3)),
           scope);
     }

@@ -139,46 +139,46 @@ public final class LanguageModel implements AutoCloseable {
       List<int[]> responses, float[][] out, int lanes) {
     int b = batch.length;
     int t = 0;
+    int n = 0;
     for (int r : batch) {
       t = Math.max(t, prompts.get(r).length + responses.get(r).length);
+      n += responses.get(r).length;
     }
     long[] ids = new long[b * t];
-    long[] targets = new long[b * t];
+    long[] rows = new long[n]; // the positions whose next token is a response token
+    long[] targets = new long[n];
+    int k = 0;
     for (int row = 0; row < b; row++) {
       int[] p = prompts.get(batch[row]);
       int[] y = responses.get(batch[row]);
-      for (int i = 0; i < p.length + y.length; i++) {
-        ids[row * t + i] = i < p.length ? p[i] : y[i - p.length];
-      }
-      for (int i = 0; i + 1 < p.length + y.length; i++) {
-        targets[row * t + i] = ids[row * t + i + 1];
-      }
-    }
-    long[] positions = new long[b * t];
-    for (int row = 0; row < b; row++) {
-      for (int i = 0; i < t; i++) {
-        positions[row * t + i] = i;
+      System.arraycopy(toLongs(p), 0, ids, row * t, p.length);
+      System.arraycopy(toLongs(y), 0, ids, row * t + p.length, y.length);
+      for (int i = 0; i < y.length; i++) {
+        rows[k] = (long) row * t + p.length - 1 + i;
+        targets[k++] = y[i];
       }
     }
     IntraOpThreads.forPositions((long) b * t, lanes);
     try (NDManager scope = model.manager().newSubManager()) {
-      NDArray idArr = scope.create(ids, new Shape(b, t));
-      NDArray posArr = scope.create(positions, new Shape(b, t));
-      NDArray tgt = scope.create(targets, new Shape(b, t));
-      int window = config().slidingWindow();
-      NDArray mask = scope.create(AttentionMasks.causal(t, 0, window),
+      NDArray mask = scope.create(AttentionMasks.causal(t, 0, config().slidingWindow()),
           FusedDecoder.maskShape(1, t, t));
-      float[] lp = decoder.logprobs(idArr, posArr, tgt, mask, scope).toFloatArray();
-      for (int row = 0; row < b; row++) {
-        int r = batch[row];
-        int pl = prompts.get(r).length;
-        float[] res = new float[responses.get(r).length];
-        for (int i = 0; i < res.length; i++) {
-          res[i] = lp[row * t + pl + i - 1];
-        }
-        out[r] = res;
+      float[] lp = decoder.logprobs(scope.create(ids, new Shape(b, t)),
+          scope.create(rows, new Shape(n)), scope.create(targets, new Shape(n)), mask, scope)
+          .toFloatArray();
+      k = 0;
+      for (int r : batch) {
+        out[r] = Arrays.copyOfRange(lp, k, k + responses.get(r).length);
+        k += responses.get(r).length;
       }
     }
+  }
+
+  private static long[] toLongs(int[] a) {
+    long[] out = new long[a.length];
+    for (int i = 0; i < a.length; i++) {
+      out[i] = a[i];
+    }
+    return out;
   }
 
   /**

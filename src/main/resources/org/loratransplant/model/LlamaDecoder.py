@@ -25,15 +25,16 @@ class LlamaDecoder(Module):
   qkv_bias : bool
   o_bias : bool
   mlp_bias : bool
-  def score(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, positions: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
-    # Teacher-forced log-probs (B, T) of targets.
+  def score(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, rows: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
+    # Teacher-forced log-probs (N,) of targets[n] after the position rows[n] of the flattened
+    # (B*T) batch; positions are 0..T-1 in every row. Only those rows go through the LM head.
     b = ids.size(0)
     t = ids.size(1)
     cache = annotate(List[Tensor], [])
-    # Every row's positions are 0..T-1 here: the tables' first T rows, broadcast over the batch.
+    # The tables' first T rows, broadcast over the batch.
     x = self.residual(w, ids, w[2].narrow(0, 0, t).unsqueeze(0), w[3].narrow(0, 0, t).unsqueeze(0), mask, cache, 0)
-    logits = self.proj(self.norm(w, x), w[1])
-    return torch.gather(torch.log_softmax(logits, -1), 1, targets.view([-1, 1])).view([b, t])
+    logits = self.proj(self.norm(w, x.index_select(0, rows)), w[1])
+    return torch.gather(torch.log_softmax(logits, -1), 1, targets.view([-1, 1])).view([-1])
   def prefill(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, positions: Tensor, mask: Tensor, capacity: int, temperature: float) -> Tuple[Tensor, List[Tensor]]:
     # Prompts into a fresh cache of `capacity` slots: the last position's output, and the cache.
     b = ids.size(0)
