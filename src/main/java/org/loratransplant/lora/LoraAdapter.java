@@ -130,6 +130,18 @@ public final class LoraAdapter implements Adapter, AutoCloseable {
     return true;
   }
 
+  /** A hash of every A and B value (and whether this adapter is merged into its base). */
+  @Override
+  public long weightsFingerprint() {
+    long h = 1125899906842597L;
+    for (NDArray p : parameters()) {
+      for (float v : p.toFloatArray()) {
+        h = 31 * h + Float.floatToRawIntBits(v);
+      }
+    }
+    return mergedInto ? ~h : h;
+  }
+
   /** {@code scaling * aT @ bT}, the {@code (in, out)} update of the transposed weight. */
   @Override
   public NDArray weightDelta(int layer, Projection projection) {

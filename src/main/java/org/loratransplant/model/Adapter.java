@@ -30,4 +30,12 @@ public interface Adapter {
   default NDArray weightDelta(int layer, Projection projection) {
     throw new UnsupportedOperationException(getClass().getName() + " has no dense weight deltas");
   }
+
+  /**
+   * A hash of the adapter's current weights, so a copy folded from them can tell when they have
+   * changed (training updates them in place).
+   */
+  default long weightsFingerprint() {
+    throw new UnsupportedOperationException(getClass().getName() + " has no dense weight deltas");
+  }
 }

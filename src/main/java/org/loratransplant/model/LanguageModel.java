@@ -15,21 +15,20 @@ import org.loratransplant.tokenizer.TextTokenizer;
  * A loaded model with its tokenizer and the two primitives the pipeline needs: teacher-forced
  * per-token log-probs ({@link #logprobs}) and batched sampling ({@link #generate}). Both run on
  * a {@link FusedDecoder} and take an optional {@link Adapter}: the expert and the amateur of
- * excess scoring are the same base with the adapter on or off. The base's fused copy is kept
- * (and remade when the base weights change in place); an adapter is folded into a fresh copy
- * for the length of one call.
+ * excess scoring are the same base with the adapter on or off. The folded copies of the base and
+ * of the adapter used last are kept ({@link FoldedDecoders}).
  */
 public final class LanguageModel implements AutoCloseable {
   private final LlamaModel model;
   private final TextTokenizer tokenizer; // null when the directory has none
 
   private volatile int lanes = 1;
-  private FusedDecoder baseDecoder; // guarded by this
-  private long baseDecoderVersion = -1;
+  private final FoldedDecoders decoders;
 
   private LanguageModel(LlamaModel model, TextTokenizer tokenizer) {
     this.model = model;
     this.tokenizer = tokenizer;
+    this.decoders = new FoldedDecoders(model);
   }
 
   /** Loads weights and, when present, {@code tokenizer.json}. */
@@ -118,7 +117,7 @@ public final class LanguageModel implements AutoCloseable {
     Arrays.sort(order, Comparator.comparingInt(
         (Integer i) -> -(prompts.get(i).length + responses.get(i).length)).thenComparing(i -> i));
     float[][] out = new float[n][];
-    try (Decoder decoder = decoder(adapter)) {
+    try (FoldedDecoders.Lease decoder = decoders.acquire(adapter)) {
       for (int start = 0; start < n; start += batchSize) {
         int[] batch = new int[Math.min(batchSize, n - start)];
         for (int j = 0; j < batch.length; j++) {
@@ -126,7 +125,7 @@ public final class LanguageModel implements AutoCloseable {
         }
         int lanes = this.lanes;
         Lanes.run(batch.length, lanes, (from, to) -> {
-          scoreBatch(decoder.fused(), Arrays.copyOfRange(batch, from, to), prompts, responses,
+          scoreBatch(decoder.decoder(), Arrays.copyOfRange(batch, from, to), prompts, responses,
               out, lanes);
           return null;
         });
@@ -192,13 +191,13 @@ public final class LanguageModel implements AutoCloseable {
           + " seeds");
     }
     List<Generation> out = new ArrayList<>(prompts.size());
-    try (Decoder decoder = decoder(adapter)) {
+    try (FoldedDecoders.Lease decoder = decoders.acquire(adapter)) {
       for (int start = 0; start < prompts.size(); start += batchSize) {
         int first = start;
         int end = Math.min(prompts.size(), start + batchSize);
         int lanes = this.lanes;
         for (List<Generation> part : Lanes.run(end - start, lanes, (from, to) ->
-            generateBatch(decoder.fused(), prompts.subList(first + from, first + to),
+            generateBatch(decoder.decoder(), prompts.subList(first + from, first + to),
                 Arrays.copyOfRange(seeds, first + from, first + to), params, lanes))) {
           out.addAll(part);
         }
@@ -319,42 +318,6 @@ public final class LanguageModel implements AutoCloseable {
     return out;
   }
 
-  /**
-   * The decoder for {@code adapter}: the kept base copy, or a copy with the adapter folded in
-   * that closes with the returned handle.
-   */
-  private Decoder decoder(Adapter adapter) {
-    if (adapter == null) {
-      return new Decoder(baseDecoder(), false);
-    }
-    if (!adapter.hasWeightDeltas()) {
-      throw new IllegalArgumentException("inference folds adapters into the weights, and "
-          + adapter + " has no dense weight deltas");
-    }
-    return new Decoder(FusedDecoder.of(model, adapter), true);
-  }
-
-  private synchronized FusedDecoder baseDecoder() {
-    if (baseDecoder == null || baseDecoderVersion != model.weightsVersion()) {
-      if (baseDecoder != null) {
-        baseDecoder.close();
-      }
-      baseDecoderVersion = model.weightsVersion();
-      baseDecoder = FusedDecoder.of(model, null);
-    }
-    return baseDecoder;
-  }
-
-  /** A decoder for one call; {@code owned} ones are closed with it. */
-  private record Decoder(FusedDecoder fused, boolean owned) implements AutoCloseable {
-    @Override
-    public void close() {
-      if (owned) {
-        fused.close();
-      }
-    }
-  }
-
   private void checkIds(int[] ids, String what) {
     int v = config().vocabSize();
     for (int i = 0; i < ids.length; i++) {
@@ -366,10 +329,8 @@ public final class LanguageModel implements AutoCloseable {
   }
 
   @Override
-  public synchronized void close() {
-    if (baseDecoder != null) {
-      baseDecoder.close();
-    }
+  public void close() {
+    decoders.close();
     model.close();
     if (tokenizer != null) {
       tokenizer.close();

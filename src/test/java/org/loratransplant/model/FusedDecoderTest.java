@@ -126,6 +126,34 @@ class FusedDecoderTest {
     }
   }
 
+  @Test
+  void theKeptAdapterCopyIsRemadeWhenTheAdapterWeightsChangeInPlace() {
+    try (LanguageModel lm = LanguageModel.load(SharedData.hfReference("tiny-llama3"),
+        Device.cpu()); LoraAdapter adapter = randomAdapter(lm, 5)) {
+      int[] ids = {1, 5, 9, 200, 31, 17, 44};
+      int[] prompt = {ids[0]};
+      int[] response = java.util.Arrays.copyOfRange(ids, 1, ids.length);
+      float[] first = lm.logprobs(List.of(prompt), List.of(response), adapter, 1).get(0);
+      float[] again = lm.logprobs(List.of(prompt), List.of(response), adapter, 1).get(0);
+      org.junit.jupiter.api.Assertions.assertArrayEquals(first, again, "the kept copy serves");
+      // Training updates B in place, as this does: the next call must see the new weights.
+      LoraAdapter.Pair pair = adapter.pairs().values().iterator().next();
+      float[] b = pair.bT().toFloatArray();
+      for (int i = 0; i < b.length; i++) {
+        b[i] = b[i] * -3 + 0.01f;
+      }
+      pair.bT().set(b);
+      float[] changed = lm.logprobs(List.of(prompt), List.of(response), adapter, 1).get(0);
+      float[] reference = referenceLogprobs(lm, ids, adapter);
+      double moved = 0;
+      for (int i = 0; i < changed.length; i++) {
+        assertEquals(reference[i], changed[i], 2e-4 * (1 + Math.abs(reference[i])), "token " + i);
+        moved = Math.max(moved, Math.abs(changed[i] - first[i]));
+      }
+      assertTrue(moved > 1e-3, "the change of B shows in the log-probs (" + moved + ")");
+    }
+  }
+
   /** Teacher-forced log-probs of ids[1..] through the reference forward. */
   private static float[] referenceLogprobs(LanguageModel lm, int[] ids, LoraAdapter adapter) {
     LlamaModel m = lm.model();

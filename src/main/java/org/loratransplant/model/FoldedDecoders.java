@@ -1,0 +1,108 @@
+package org.loratransplant.model;
+
+/**
+ * The folded decoders a {@link LanguageModel} keeps: one of the base and one of the adapter used
+ * last, so that repeated calls with the same adapter (a scoring stage calls once per batch) do
+ * not fold it again; folding a LoRA on every projection of stories260K measured 12-27 ms, as
+ * long as scoring a batch of 32. A copy is remade when the base weights changed in place (a
+ * merge) or the adapter's weights did (training), which its fingerprint tells. Copies are handed
+ * out as counted leases, so one replaced while another thread still runs it closes when that
+ * thread is done.
+ */
+final class FoldedDecoders implements AutoCloseable {
+  private final LlamaModel model;
+  private Slot base; // guarded by this
+  private Slot adapted; // guarded by this
+
+  FoldedDecoders(LlamaModel model) {
+    this.model = model;
+  }
+
+  private static final class Slot {
+    final FusedDecoder decoder;
+    final Adapter adapter;
+    final long fingerprint;
+    final long weightsVersion;
+    int users;
+    boolean retired;
+
+    Slot(FusedDecoder decoder, Adapter adapter, long fingerprint, long weightsVersion) {
+      this.decoder = decoder;
+      this.adapter = adapter;
+      this.fingerprint = fingerprint;
+      this.weightsVersion = weightsVersion;
+    }
+  }
+
+  /** A decoder in use: close the lease when done with it. */
+  final class Lease implements AutoCloseable {
+    private final Slot slot;
+    private boolean closed;
+
+    private Lease(Slot slot) {
+      this.slot = slot;
+    }
+
+    FusedDecoder decoder() {
+      return slot.decoder;
+    }
+
+    @Override
+    public void close() {
+      synchronized (FoldedDecoders.this) {
+        if (!closed) {
+          closed = true;
+          slot.users--;
+          closeIfDone(slot);
+        }
+      }
+    }
+  }
+
+  /** The folded decoder of the base ({@code adapter} null) or of the base with {@code adapter}. */
+  synchronized Lease acquire(Adapter adapter) {
+    if (adapter != null && !adapter.hasWeightDeltas()) {
+      throw new IllegalArgumentException("inference folds adapters into the weights, and "
+          + adapter + " has no dense weight deltas");
+    }
+    long version = model.weightsVersion();
+    long fingerprint = adapter == null ? 0 : adapter.weightsFingerprint();
+    Slot current = adapter == null ? base : adapted;
+    if (current == null || current.adapter != adapter || current.fingerprint != fingerprint
+        || current.weightsVersion != version) {
+      if (current != null) {
+        retire(current);
+      }
+      current = new Slot(FusedDecoder.of(model, adapter), adapter, fingerprint, version);
+      if (adapter == null) {
+        base = current;
+      } else {
+        adapted = current;
+      }
+    }
+    current.users++;
+    return new Lease(current);
+  }
+
+  private static void retire(Slot s) {
+    s.retired = true;
+    closeIfDone(s);
+  }
+
+  private static void closeIfDone(Slot s) {
+    if (s.retired && s.users == 0) {
+      s.decoder.close();
+    }
+  }
+
+  @Override
+  public synchronized void close() {
+    for (Slot s : new Slot[] {base, adapted}) {
+      if (s != null) {
+        retire(s);
+      }
+    }
+    base = null;
+    adapted = null;
+  }
+}
