@@ -16,7 +16,7 @@ import java.util.List;
  *
  * <p>What is folded, per layer:
  * <ul>
- *   <li>q, k, v and the rotate-half of q and k are one product with an {@code (E, 2(Nq+Nk)+Nv)}
+ *   <li>q, k, v and the rotate-half of q and k are one product with a {@code (2(Nq+Nk)+Nk, E)}
  *       weight (rotate-half is a signed permutation, so its columns are exact); RoPE is then
  *       {@code qk * cos + qkRotated * sin} over q and k together, the attention scale
  *       {@code 1/sqrt(D)} folded into q's part of the tables;</li>
@@ -27,9 +27,9 @@ import java.util.List;
  * </ul>
  *
  * <p>The result equals {@link LlamaModel#hidden} up to float rounding (the HF and llama2.c
- * parity tests run through this class). The copy is made once per base model and once per call
- * for an adapter; it holds every projection again, in the {@code (out, in)} layout the decoder
- * multiplies by, so it doubles the projections' memory while it exists.
+ * parity tests run through this class). A {@link LanguageModel} keeps the copy of its base and
+ * of the adapter used last ({@link FoldedDecoders}); each holds every projection again, in the
+ * {@code (out, in)} layout the decoder multiplies by, so it doubles the projections' memory.
  */
 public final class FusedDecoder implements AutoCloseable {
   private final ModelConfig config;
