@@ -4,6 +4,7 @@ import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.Shape;
+import ai.djl.pytorch.engine.PtNDArray;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
@@ -163,13 +164,22 @@ public final class LanguageModel implements AutoCloseable {
           FusedDecoder.maskShape(1, t, t));
       float[] lp = decoder.logprobs(scope.create(ids, new Shape(b, t)),
           scope.create(rows, new Shape(n)), scope.create(targets, new Shape(n)), mask, scope)
-          .toFloatArray();
+          .toFloatArray(); // once per batch; the copy below matters per decode step
       k = 0;
       for (int r : batch) {
         out[r] = Arrays.copyOfRange(lp, k, k + responses.get(r).length);
         k += responses.get(r).length;
       }
     }
+  }
+
+  /**
+   * Copies a float tensor into {@code dst} through a direct view of its memory. DJL's
+   * {@code toFloatArray} goes through a fresh Java byte[] and an element-wise buffer view; on a
+   * (32, 512) decode output that measured 21 to 345 us a step against a few here.
+   */
+  private static void copyInto(NDArray a, float[] dst) {
+    ((PtNDArray) a).toByteBuffer(true).asFloatBuffer().get(dst);
   }
 
   private static long[] toLongs(int[] a) {
@@ -246,6 +256,7 @@ public final class LanguageModel implements AutoCloseable {
     // fed back (run.c does the same at seq_len).
     int maxSteps = Math.min(params.maxNewTokens(), config().maxPositions() - p + 1);
     double temperature = samplers[0].wantsProbabilities() ? params.temperature() : 0;
+    float[] logits = new float[b * vocab]; // each step's (B, V) output, reused
     KvCache cache = null;
     try (NDManager scope = model.manager().newSubManager()) {
       int active = b;
@@ -255,7 +266,6 @@ public final class LanguageModel implements AutoCloseable {
       long[] stepPos = positions;
       int t = p;
       while (active > 0 && step < maxSteps) {
-        float[] logits;
         IntraOpThreads.forPositions((long) b * t, lanes);
         try (NDManager stepScope = scope.newSubManager()) {
           NDArray idArr = stepScope.create(stepIds, new Shape(b, t));
@@ -273,7 +283,7 @@ public final class LanguageModel implements AutoCloseable {
           } else {
             out = decoder.step(cache, idArr, posArr, mask, slot, temperature, stepScope);
           }
-          logits = out.toFloatArray();
+          copyInto(out, logits);
         }
         slot += t;
         long[] nextIds = new long[b];
