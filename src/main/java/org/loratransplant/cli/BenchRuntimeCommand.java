@@ -35,15 +35,17 @@ public final class BenchRuntimeCommand implements Command {
     if (!o.parse(args)) {
       return 0;
     }
+    for (int lanes : o.integers("lanes")) {
+      if (lanes < 1) {
+        throw new UsageException("--lanes: each count must be at least 1, got " + lanes);
+      }
+    }
     List<RuntimeBenchmark.Figure> figures = new ArrayList<>();
     try (ModelCli.Loaded m = ModelCli.load(o)) {
       RuntimeBenchmark b = new RuntimeBenchmark(m.model(), o.integer("repeats"));
       int t = Math.min(o.integer("seq-len"), m.model().config().maxPositions());
       int n = Math.min(o.integer("new-tokens"), m.model().config().maxPositions() - 1);
       for (int lanes : o.integers("lanes")) {
-        if (lanes < 1) {
-          throw new UsageException("--lanes: each count must be at least 1, got " + lanes);
-        }
         m.model().setLanes(lanes);
         for (int batch : o.integers("score-batches")) {
           figures.add(report(b.scoring(batch, t), lanes, o.has("json")));

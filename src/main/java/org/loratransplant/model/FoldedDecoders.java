@@ -61,10 +61,6 @@ final class FoldedDecoders implements AutoCloseable {
 
   /** The folded decoder of the base ({@code adapter} null) or of the base with {@code adapter}. */
   synchronized Lease acquire(Adapter adapter) {
-    if (adapter != null && !adapter.hasWeightDeltas()) {
-      throw new IllegalArgumentException("inference folds adapters into the weights, and "
-          + adapter + " has no dense weight deltas");
-    }
     long version = model.weightsVersion();
     long fingerprint = adapter == null ? 0 : adapter.weightsFingerprint();
     Slot current = adapter == null ? base : adapted;

@@ -32,14 +32,12 @@ import java.util.List;
  * {@code (out, in)} layout the decoder multiplies by, so it doubles the projections' memory.
  */
 public final class FusedDecoder implements AutoCloseable {
-  private final ModelConfig config;
   private final NDManager manager; // owns the fused arrays (the embedding stays the model's)
   private final LlamaScript script;
   private final IValue weights; // List[Tensor] in LlamaDecoder.py's order
 
-  private FusedDecoder(ModelConfig config, NDManager manager, List<NDArray> weights,
+  private FusedDecoder(NDManager manager, List<NDArray> weights,
       LlamaScript script) {
-    this.config = config;
     this.manager = manager;
     this.script = script;
     this.weights = IValue.listFrom(weights.stream().map(w -> (PtNDArray) w)
@@ -57,7 +55,8 @@ public final class FusedDecoder implements AutoCloseable {
   /** As above, run by {@code script} (tests compare the oneDNN and the portable one). */
   static FusedDecoder of(LlamaModel model, Adapter adapter, LlamaScript script) {
     if (adapter != null && !adapter.hasWeightDeltas()) {
-      throw new IllegalArgumentException(adapter + " cannot be folded into weights");
+      throw new IllegalArgumentException("inference folds adapters into the weights, and "
+          + adapter + " has no dense weight deltas");
     }
     ModelConfig c = model.config();
     NDManager m = model.manager().newSubManager();
@@ -118,15 +117,11 @@ public final class FusedDecoder implements AutoCloseable {
           tables[0], tables[1], m.create(new float[] {(float) c.rmsNormEps()}),
           m.create(meanColumn, new Shape(e, 1))));
       weights.addAll(layerWeights);
-      return new FusedDecoder(c, m, weights, script);
+      return new FusedDecoder(m, weights, script);
     } catch (RuntimeException ex) {
       m.close();
       throw ex;
     }
-  }
-
-  public ModelConfig config() {
-    return config;
   }
 
   /**

@@ -76,10 +76,6 @@ public final class LanguageModel implements AutoCloseable {
     this.lanes = lanes;
   }
 
-  public int lanes() {
-    return lanes;
-  }
-
   /** The model's eos ids (generation_config.json). */
   public int[] eosIds() {
     return config().eosTokenIds().stream().mapToInt(Integer::intValue).toArray();
@@ -151,9 +147,11 @@ public final class LanguageModel implements AutoCloseable {
     for (int row = 0; row < b; row++) {
       int[] p = prompts.get(batch[row]);
       int[] y = responses.get(batch[row]);
-      System.arraycopy(toLongs(p), 0, ids, row * t, p.length);
-      System.arraycopy(toLongs(y), 0, ids, row * t + p.length, y.length);
+      for (int i = 0; i < p.length; i++) {
+        ids[row * t + i] = p[i];
+      }
       for (int i = 0; i < y.length; i++) {
+        ids[row * t + p.length + i] = y[i];
         rows[k] = (long) row * t + p.length - 1 + i;
         targets[k++] = y[i];
       }
@@ -162,9 +160,10 @@ public final class LanguageModel implements AutoCloseable {
     try (NDManager scope = model.manager().newSubManager()) {
       NDArray mask = scope.create(AttentionMasks.causal(t, 0, config().slidingWindow()),
           FusedDecoder.maskShape(1, t, t));
-      float[] lp = decoder.logprobs(scope.create(ids, new Shape(b, t)),
-          scope.create(rows, new Shape(n)), scope.create(targets, new Shape(n)), mask, scope)
-          .toFloatArray(); // once per batch; the copy below matters per decode step
+      float[] lp = new float[n];
+      copyInto(decoder.logprobs(scope.create(ids, new Shape(b, t)),
+          scope.create(rows, new Shape(n)), scope.create(targets, new Shape(n)), mask, scope),
+          lp);
       k = 0;
       for (int r : batch) {
         out[r] = Arrays.copyOfRange(lp, k, k + responses.get(r).length);
@@ -180,14 +179,6 @@ public final class LanguageModel implements AutoCloseable {
    */
   private static void copyInto(NDArray a, float[] dst) {
     ((PtNDArray) a).toByteBuffer(true).asFloatBuffer().get(dst);
-  }
-
-  private static long[] toLongs(int[] a) {
-    long[] out = new long[a.length];
-    for (int i = 0; i < a.length; i++) {
-      out[i] = a[i];
-    }
-    return out;
   }
 
   /**

@@ -73,6 +73,14 @@ class CommandLineTest {
   }
 
   @Test
+  void benchRuntimeRefusesALaneCountBelowOneBeforeLoadingTheModel() {
+    // The model directory does not exist: the lane count must be refused first.
+    Run r = run("bench-runtime", "--model", "no-such-model", "--lanes", "1,0");
+    assertEquals(2, r.code());
+    assertTrue(r.err().contains("--lanes") && r.err().contains("got 0"), r.err());
+  }
+
+  @Test
   void logprobsWithAdapterMatchesPeftAndMergedAgrees() throws Exception {
     String base = SharedData.hfReference("tiny-llama3").toString();
     String adapter = SharedData.hfReference("peft-tiny-llama3-lora").toString();
