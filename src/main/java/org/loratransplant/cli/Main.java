@@ -11,7 +11,7 @@ public final class Main {
   static Map<String, Command> commands() {
     Map<String, Command> m = new LinkedHashMap<>();
     for (Command c : List.of(new GenerateCommand(), new LogprobsCommand(), new TrainLoraCommand(),
-        new EvaluateCommand(), new TitokCommand(), new SqlCommand(),
+        new EvaluateCommand(), new TitokCommand(), new CompareCommand(), new SqlCommand(),
         new BenchRuntimeCommand())) {
       m.put(c.name(), c);
     }

@@ -6,7 +6,7 @@ import org.apache.spark.sql.SparkSession;
 import org.loratransplant.config.Settings;
 import org.loratransplant.eval.Reports;
 import org.loratransplant.pipeline.ExecutorModels;
-import org.loratransplant.pipeline.TitokJob;
+import org.loratransplant.recipes.TitokJob;
 import org.loratransplant.spark.SparkSessions;
 
 /** {@code jobs/lt titok}: the whole transplant pipeline on Spark. */
@@ -39,7 +39,8 @@ public final class TitokCommand implements Command {
     try {
       // Everything that needs no Spark is checked before a session starts.
       org.loratransplant.config.Experiment exp = ConfCli.experiment(settings);
-      org.loratransplant.pipeline.TitokSettings.from(exp);
+      org.loratransplant.recipes.TitokSettings.from(exp);
+      org.loratransplant.recipes.MethodSettings.from(exp);
       exp.trainer();
       exp.evaluation();
     } catch (IllegalArgumentException e) {

@@ -94,6 +94,23 @@ public final class Settings {
     return "\"" + s.replace("\\", "\\\\").replace("\"", "\\\"") + "\"";
   }
 
+  /**
+   * These settings with {@code overlay} (paths relative to {@code lt}) taking precedence: how a
+   * comparison derives each cell's settings from the experiment's.
+   */
+  public Settings overlay(Config overlay, String what) {
+    try {
+      return new Settings(overlay.withFallback(config).resolve(), source + " + " + what);
+    } catch (ConfigException e) {
+      throw new IllegalArgumentException(source + " + " + what + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** {@link #overlay} from {@code key = value} pairs. */
+  public Settings overlay(java.util.Map<String, Object> values, String what) {
+    return overlay(ConfigFactory.parseMap(values), what);
+  }
+
   public Config config() {
     return config;
   }

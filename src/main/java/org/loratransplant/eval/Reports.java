@@ -60,6 +60,8 @@ public final class Reports {
           o.put("generated", row.generated());
           o.put("answer", row.answer());
           o.put("exact", row.exact());
+          o.put("rouge1", row.rouge1());
+          o.put("rougeL", row.rougeL());
           if (row.choice() != null) {
             o.put("choice", row.choice());
           }

@@ -180,6 +180,47 @@ public final class StageStore {
     }
   }
 
+  /** Writes a small file (a report, a plot): to a temporary name, then renamed over the old. */
+  public void writeBytes(String name, byte[] bytes) {
+    Path p = new Path(path(name));
+    Path tmp = new Path(path("_tmp-" + UUID.randomUUID() + "-" + p.getName()));
+    try {
+      FileSystem fs = fs(p);
+      try (FSDataOutputStream out = fs.create(tmp, true)) {
+        out.write(bytes);
+      }
+      if (fs.exists(p)) {
+        fs.delete(p, false);
+      }
+      if (!fs.rename(tmp, p)) {
+        throw new IOException("rename " + tmp + " -> " + p + " failed");
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot write " + p + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** A small text file's content, or null when it does not exist. */
+  public String readText(String name) {
+    Path p = new Path(path(name));
+    try {
+      FileSystem fs = fs(p);
+      if (!fs.exists(p)) {
+        return null;
+      }
+      try (FSDataInputStream in = fs.open(p)) {
+        return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot read " + p + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** A store for a sub-directory of this one (a method's or a cell's own outputs). */
+  public StageStore child(String name) {
+    return new StageStore(spark, path(name));
+  }
+
   private static org.apache.spark.sql.Column[] columns(Tables t) {
     return java.util.Arrays.stream(t.schema().fieldNames()).map(org.apache.spark.sql.functions::col)
         .toArray(org.apache.spark.sql.Column[]::new);

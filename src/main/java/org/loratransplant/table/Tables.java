@@ -79,7 +79,19 @@ public enum Tables {
       createStructField("response_ids", createArrayType(IntegerType, false), false),
       createStructField("weights", createArrayType(FloatType, false), false),
       createStructField("matched_spans", IntegerType, false),
-      createStructField("unmatched_tokens", IntegerType, false)}));
+      createStructField("unmatched_tokens", IntegerType, false)})),
+  /** compare: one row per (task, source, target, method, seed, metric) on the test split. */
+  RESULTS("results", createStructType(new StructField[] {
+      createStructField("task", StringType, false),
+      createStructField("source", StringType, false),
+      createStructField("target", StringType, false),
+      createStructField("method", StringType, false),
+      createStructField("seed", IntegerType, false),
+      createStructField("metric", StringType, false),
+      createStructField("value", DoubleType, false),
+      createStructField("ci_low", DoubleType, false),
+      createStructField("ci_high", DoubleType, false),
+      createStructField("n", IntegerType, false)}));
 
   private final String tableName;
   private final StructType schema;

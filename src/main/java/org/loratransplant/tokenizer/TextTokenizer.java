@@ -122,6 +122,58 @@ public final class TextTokenizer implements AutoCloseable {
   }
 
   /**
+   * Each id's piece as the vocabulary spells it ({@code "▁F"}, {@code "<0x0A>"}, {@code "</s>"}):
+   * unlike {@link #pieces}, the word-initial marker survives, which word-level selection needs.
+   * Read once from tokenizer.json's {@code model.vocab}.
+   */
+  public String[] vocabularyPieces(int[] ids) {
+    String[] vocab = vocabulary();
+    String[] out = new String[ids.length];
+    for (int i = 0; i < ids.length; i++) {
+      if (ids[i] < 0 || ids[i] >= vocab.length || vocab[ids[i]] == null) {
+        throw new IllegalArgumentException(file + ": token id " + ids[i]
+            + " is not in the vocabulary");
+      }
+      out[i] = vocab[ids[i]];
+    }
+    return out;
+  }
+
+  private volatile String[] vocabulary;
+
+  private String[] vocabulary() {
+    String[] v = vocabulary;
+    if (v != null) {
+      return v;
+    }
+    try {
+      com.fasterxml.jackson.databind.JsonNode root = new com.fasterxml.jackson.databind
+          .ObjectMapper().readTree(file.toFile());
+      com.fasterxml.jackson.databind.JsonNode vocab = root.path("model").path("vocab");
+      java.util.Map<Integer, String> byId = new java.util.HashMap<>();
+      if (vocab.isObject()) {
+        vocab.fields().forEachRemaining(e -> byId.put(e.getValue().asInt(), e.getKey()));
+      } else if (vocab.isArray()) { // Unigram: [[piece, score], ...]
+        for (int i = 0; i < vocab.size(); i++) {
+          byId.put(i, vocab.get(i).get(0).asText());
+        }
+      }
+      for (com.fasterxml.jackson.databind.JsonNode a : root.path("added_tokens")) {
+        byId.put(a.path("id").asInt(), a.path("content").asText());
+      }
+      int n = byId.keySet().stream().mapToInt(Integer::intValue).max().orElse(-1) + 1;
+      v = new String[n];
+      for (var e : byId.entrySet()) {
+        v[e.getKey()] = e.getValue();
+      }
+      vocabulary = v;
+      return v;
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException(file + ": " + e.getMessage(), e);
+    }
+  }
+
+  /**
    * The text that {@code generated} adds after {@code prompt}. Decoding the new tokens alone
    * would lose the word-initial space a SentencePiece decoder strips from the start of a text,
    * so prompt+new is decoded and the prompt's text cut off.

@@ -10,6 +10,7 @@ import org.junit.jupiter.api.Tag;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.loratransplant.config.Settings;
+import org.loratransplant.recipes.TitokJob;
 import org.loratransplant.testing.SharedData;
 import org.loratransplant.testing.SparkTestSession;
 

@@ -23,6 +23,8 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.TestMethodOrder;
 import org.junit.jupiter.api.io.TempDir;
 import org.loratransplant.cli.Main;
+import org.loratransplant.recipes.TitokJob;
+import org.loratransplant.recipes.TitokSettings;
 import org.loratransplant.config.Settings;
 import org.loratransplant.table.Tables;
 import org.loratransplant.testing.NotebookRunner;
@@ -223,8 +225,8 @@ class TitokPipelineTest {
     assertTrue(e.getMessage().contains("does not fit"), e.getMessage());
     // M larger than the pool.
     StageStore same = new StageStore(spark, tmp.resolve("same").toString());
-    TitokSettings big = TitokSettings.from(new org.loratransplant.config.Experiment(
-        settings(out, "llama2xs", "lt.titok.samples=1000")));
+    var big = new org.loratransplant.recipes.Transplant(spark, settings(out, "llama2xs",
+        "lt.titok.samples=1000"), same, same, 42, true).selectSettings();
     Dataset<Row> scored = same.read(Tables.SCORED_SAMPLES);
     e = assertThrows(IllegalArgumentException.class,
         () -> org.loratransplant.pipeline.select.SelectStage.select(scored, big, scored.count()));

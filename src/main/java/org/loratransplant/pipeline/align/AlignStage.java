@@ -19,8 +19,7 @@ import org.apache.spark.sql.RowFactory;
 import org.loratransplant.align.Alignment;
 import org.loratransplant.align.TokenAlignment;
 import org.loratransplant.pipeline.ExecutorTokenizers;
-import org.loratransplant.pipeline.TitokSettings;
-import org.loratransplant.select.TokenSelection;
+import org.loratransplant.pipeline.select.Masks;
 import org.loratransplant.table.Tables;
 import org.loratransplant.task.PromptTemplate;
 import org.loratransplant.task.TaskPrompts;
@@ -45,17 +44,18 @@ public final class AlignStage {
     }
   }
 
-  public static Dataset<Row> align(Dataset<Row> selected, TitokSettings s) {
+  public static Dataset<Row> align(Dataset<Row> selected, AlignSettings s) {
     Tables.SELECTED.check(selected);
     boolean same = sameTokenizer(s.sourceModel(), s.targetModel());
-    if (same || !s.perBatchSelection()) {
+    if (same || !s.select().perBatch()) {
       return selected.map((MapFunction<Row, Row>) r -> {
         Aligned a = alignRow(r, s, same);
-        float[] w = same ? a.scores() : TokenSelection.perSample(a.scores(), s.kPercent());
+        float[] w = same ? a.scores() : Masks.perSample(s.select(), s.targetModel(),
+            a.ids(), a.scores(), a.sampleId());
         return a.row(w);
       }, Encoders.row(Tables.TRAINING.schema()));
     }
-    int group = s.selectionGroup();
+    int group = s.select().group();
     return selected.groupByKey((MapFunction<Row, Integer>) r -> (r.<Integer>getAs("rank") - 1)
         / group, Encoders.INT())
         .flatMapGroups((FlatMapGroupsFunction<Integer, Row, Row>) (k, rows) -> {
@@ -63,8 +63,15 @@ public final class AlignStage {
           rows.forEachRemaining(r -> members.add(alignRow(r, s, false)));
           members.sort((x, y) -> Integer.compare(x.rank(), y.rank()));
           List<float[]> scores = new ArrayList<>();
-          members.forEach(m -> scores.add(m.scores()));
-          List<float[]> masks = TokenSelection.perGroup(scores, s.kPercent());
+          List<int[]> ids = new ArrayList<>();
+          long[] sampleIds = new long[members.size()];
+          for (int i = 0; i < members.size(); i++) {
+            scores.add(members.get(i).scores());
+            ids.add(members.get(i).ids());
+            sampleIds[i] = members.get(i).sampleId();
+          }
+          List<float[]> masks = Masks.perGroup(s.select(), s.targetModel(), ids, scores,
+              sampleIds);
           List<Row> out = new ArrayList<>();
           for (int i = 0; i < members.size(); i++) {
             out.add(members.get(i).row(masks.get(i)));
@@ -76,6 +83,14 @@ public final class AlignStage {
   /** One sample carried to the target: its ids, fractional scores and alignment counts. */
   record Aligned(long sampleId, int rank, Integer[] prompt, Integer[] response, float[] scores,
       int matched, int unmatched) {
+    int[] ids() {
+      int[] out = new int[response.length];
+      for (int i = 0; i < out.length; i++) {
+        out[i] = response[i];
+      }
+      return out;
+    }
+
     Row row(float[] weights) {
       Float[] w = new Float[weights.length];
       for (int i = 0; i < w.length; i++) {
@@ -85,7 +100,7 @@ public final class AlignStage {
     }
   }
 
-  static Aligned alignRow(Row r, TitokSettings s, boolean same) {
+  static Aligned alignRow(Row r, AlignSettings s, boolean same) {
     long id = r.<Long>getAs("sample_id");
     int rank = r.<Integer>getAs("rank");
     List<Integer> srcIds = r.getList(r.fieldIndex("token_ids"));

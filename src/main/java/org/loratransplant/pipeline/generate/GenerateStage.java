@@ -19,7 +19,6 @@ import org.loratransplant.model.LanguageModel;
 import org.loratransplant.pipeline.ExecutorModels;
 import org.loratransplant.pipeline.FaultInjection;
 import org.loratransplant.pipeline.Progress;
-import org.loratransplant.pipeline.TitokSettings;
 import org.loratransplant.table.Tables;
 import org.loratransplant.task.PromptTemplate;
 import org.loratransplant.task.TaskExample;
@@ -34,9 +33,12 @@ import org.loratransplant.tokenizer.TextTokenizer;
 public final class GenerateStage {
   private GenerateStage() {}
 
-  /** The raw (not yet de-duplicated) pool: sample_id, query, response and finish reasons. */
-  public static Dataset<Row> generate(SparkSession spark, TitokSettings s,
-      List<TaskExample> seeds, Progress progress) {
+  /**
+   * The raw (not yet de-duplicated) pool rows of sample ids {@code [from, to)}: sample_id, query,
+   * response and finish reasons.
+   */
+  public static Dataset<Row> generate(SparkSession spark, PoolSettings s,
+      List<TaskExample> seeds, long from, long to, Progress progress) {
     PromptTemplate example = new PromptTemplate("example", s.exampleTemplate());
     StringBuilder shots = new StringBuilder();
     for (TaskExample e : seeds) {
@@ -45,19 +47,19 @@ public final class GenerateStage {
     }
     String queryPrompt = new PromptTemplate("query-generation", s.queryTemplate())
         .render(Map.of("examples", shots.toString()));
-    Dataset<Long> ids = spark.range(0, s.poolSize(), 1, s.partitions()).as(Encoders.LONG());
+    Dataset<Long> ids = spark.range(from, to, 1, s.partitions()).as(Encoders.LONG());
     return ids.mapPartitions(new Writer(s, queryPrompt, progress.done(), progress.tokens()),
         Encoders.row(Tables.POOL.schema()));
   }
 
   /** Executor side: one partition of sample ids, generated in batches. */
   static final class Writer implements MapPartitionsFunction<Long, Row> {
-    private final TitokSettings s;
+    private final PoolSettings s;
     private final String queryPrompt;
     private final LongAccumulator done;
     private final LongAccumulator tokens;
 
-    Writer(TitokSettings s, String queryPrompt, LongAccumulator done, LongAccumulator tokens) {
+    Writer(PoolSettings s, String queryPrompt, LongAccumulator done, LongAccumulator tokens) {
       this.s = s;
       this.queryPrompt = queryPrompt;
       this.done = done;
@@ -73,14 +75,19 @@ public final class GenerateStage {
       }
       FaultInjection.maybeFail("generate");
       ExecutorModels.Loaded expert = ExecutorModels.get(s.expert());
+      ExecutorModels.Loaded querier = s.expertQueries() ? expert
+          : ExecutorModels.get(s.querier());
       LanguageModel lm = expert.model();
+      LanguageModel qm = querier.model();
       TextTokenizer tok = lm.tokenizer();
+      TextTokenizer qtok = qm.tokenizer();
       int[] stops = lineStops(lm);
+      int[] qstops = s.expertQueries() ? stops : lineStops(qm);
       PromptTemplate answer = new PromptTemplate("answer", s.answerTemplate());
       List<Row> out = new ArrayList<>();
       for (int from = 0; from < ids.size(); from += s.generateBatch()) {
         List<Long> batch = ids.subList(from, Math.min(ids.size(), from + s.generateBatch()));
-        int[] qp = tok.encode(queryPrompt, true);
+        int[] qp = qtok.encode(queryPrompt, true);
         List<int[]> prompts = new ArrayList<>();
         long[] seeds = new long[batch.size()];
         for (int i = 0; i < batch.size(); i++) {
@@ -88,13 +95,13 @@ public final class GenerateStage {
           seeds[i] = sampleSeed(s.seed(), batch.get(i), 1);
         }
         GenerationParams qParams = new GenerationParams(s.maxQueryTokens(), s.temperature(),
-            s.topP(), stops);
-        List<LanguageModel.Generation> queries = lm.generate(prompts, seeds, qParams,
-            expert.adapter(), s.generateBatch());
+            s.topP(), qstops);
+        List<LanguageModel.Generation> queries = qm.generate(prompts, seeds, qParams,
+            querier.adapter(), s.generateBatch());
         List<String> queryText = new ArrayList<>();
         List<int[]> answerPrompts = new ArrayList<>();
         for (int i = 0; i < batch.size(); i++) {
-          String q = firstLine(tok.continuation(qp, queries.get(i).tokens()));
+          String q = firstLine(qtok.continuation(qp, queries.get(i).tokens()));
           queryText.add(q);
           answerPrompts.add(tok.encode(answer.render(Map.of("input", q)), true));
           seeds[i] = sampleSeed(s.seed(), batch.get(i), 2);

@@ -19,7 +19,7 @@ import org.loratransplant.model.LanguageModel;
 import org.loratransplant.pipeline.ExecutorModels;
 import org.loratransplant.pipeline.FaultInjection;
 import org.loratransplant.pipeline.Progress;
-import org.loratransplant.pipeline.TitokSettings;
+import org.loratransplant.pipeline.generate.PoolSettings;
 import org.loratransplant.table.Tables;
 import org.loratransplant.task.PromptTemplate;
 import org.loratransplant.task.TaskPrompts;
@@ -44,7 +44,7 @@ public final class ScoreStage {
   private ScoreStage() {}
 
   /** Scores the pool; returns one wide row per sample (arrays of per-token values). */
-  public static Dataset<Row> score(Dataset<Row> pool, TitokSettings s, Progress progress) {
+  public static Dataset<Row> score(Dataset<Row> pool, PoolSettings s, Progress progress) {
     Tables.POOL.check(pool);
     return pool.repartition(s.partitions(), col("sample_id"))
         .mapPartitions(new Scorer(s, progress.done(), progress.tokens()), Encoders.row(WIDE));
@@ -70,11 +70,11 @@ public final class ScoreStage {
   }
 
   static final class Scorer implements MapPartitionsFunction<Row, Row> {
-    private final TitokSettings s;
+    private final PoolSettings s;
     private final LongAccumulator done;
     private final LongAccumulator tokens;
 
-    Scorer(TitokSettings s, LongAccumulator done, LongAccumulator tokens) {
+    Scorer(PoolSettings s, LongAccumulator done, LongAccumulator tokens) {
       this.s = s;
       this.done = done;
       this.tokens = tokens;

@@ -4,46 +4,52 @@ import static org.apache.spark.sql.functions.col;
 import static org.apache.spark.sql.functions.row_number;
 
 import java.util.ArrayList;
-import java.util.Iterator;
 import java.util.List;
 import org.apache.spark.api.java.function.FlatMapGroupsFunction;
 import org.apache.spark.api.java.function.MapFunction;
+import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.expressions.Window;
-import org.loratransplant.pipeline.TitokSettings;
-import org.loratransplant.select.TokenSelection;
 import org.loratransplant.table.Tables;
 
 /**
- * Stage 3: the top-M samples by mean excess (ties: smaller sample id), ranked; then the top
- * {@code floor(k% x n)} tokens by excess as each sample's mask, per sample (the paper) or per
- * group of {@code batch-size} consecutive ranks (the authors' per-batch selection). Spark's
- * ordered limit keeps only M rows per partition; the pool never reaches the driver.
+ * Stage 3: the sample filter (top-M by mean excess, class-balanced top-M, or off), ranked; then
+ * each kept sample's token mask ({@link Masks}: top-k %, all, random or word-level, structural
+ * tokens apart or not), per sample (the paper) or per group of {@code group} consecutive ranks
+ * (the authors' per-batch selection). Spark's ordered limit keeps only M rows per partition; only
+ * the balanced filter brings (id, excess, answer) of the pool to the driver to share out quotas.
  */
 public final class SelectStage {
   private SelectStage() {}
 
-  public static Dataset<Row> select(Dataset<Row> scoredSamples, TitokSettings s, long poolRows) {
+  public static Dataset<Row> select(Dataset<Row> scoredSamples, SelectSettings s, long poolRows) {
     Tables.SCORED_SAMPLES.check(scoredSamples);
     if (s.samples() > poolRows) {
       throw new IllegalArgumentException("M = " + s.samples() + " samples requested but the "
-          + "de-duplicated pool has only " + poolRows + " (raise lt.titok.pool-factor or lower "
-          + "lt.titok.samples)");
+          + "de-duplicated pool has only " + poolRows + " (raise lt.titok.pool-factor or "
+          + "lt.titok.generation.max-rounds, or lower lt.titok.samples)");
     }
-    Dataset<Row> top = scoredSamples
-        .orderBy(col("mean_excess").desc(), col("sample_id").asc()).limit(s.samples())
-        .withColumn("rank", row_number().over(Window.orderBy(col("mean_excess").desc(),
-            col("sample_id").asc())));
-    if (!s.perBatchSelection()) {
+    Column[] order = s.sampleFilter().equals("none")
+        ? new Column[] {col("sample_id").asc()}
+        : new Column[] {col("mean_excess").desc(), col("sample_id").asc()};
+    Dataset<Row> candidates = scoredSamples;
+    if (s.sampleFilter().equals("balanced")) {
+      List<Long> ids = BalancedSamples.choose(scoredSamples, s);
+      candidates = scoredSamples.where(col("sample_id").isin(ids.toArray()));
+    }
+    Dataset<Row> top = candidates.orderBy(order).limit(s.samples())
+        .withColumn("rank", row_number().over(Window.orderBy(order)));
+    if (!s.perBatch()) {
       return top.map((MapFunction<Row, Row>) r -> {
         float[] ex = excess(r);
-        return selected(r, ex, TokenSelection.perSample(ex, s.kPercent()));
+        return selected(r, ex, Masks.perSample(s, s.sourceModel(), ids(r), ex,
+            r.<Long>getAs("sample_id")));
       }, Encoders.row(Tables.SELECTED.schema()));
     }
-    int group = s.selectionGroup();
+    int group = s.group();
     return top.groupByKey((MapFunction<Row, Integer>) r -> (r.<Integer>getAs("rank") - 1) / group,
             Encoders.INT())
         .flatMapGroups((FlatMapGroupsFunction<Integer, Row, Row>) (k, rows) -> {
@@ -51,15 +57,26 @@ public final class SelectStage {
           rows.forEachRemaining(members::add);
           members.sort((a, b) -> Integer.compare(a.<Integer>getAs("rank"), b.getAs("rank")));
           List<float[]> scores = new ArrayList<>();
-          members.forEach(r -> scores.add(excess(r)));
-          List<float[]> masks = TokenSelection.perGroup(scores, s.kPercent());
+          List<int[]> tokenIds = new ArrayList<>();
+          long[] sampleIds = new long[members.size()];
+          for (int i = 0; i < members.size(); i++) {
+            scores.add(excess(members.get(i)));
+            tokenIds.add(ids(members.get(i)));
+            sampleIds[i] = members.get(i).<Long>getAs("sample_id");
+          }
+          List<float[]> masks = Masks.perGroup(s, s.sourceModel(), tokenIds, scores,
+              sampleIds);
           List<Row> out = new ArrayList<>();
           for (int i = 0; i < members.size(); i++) {
             out.add(selected(members.get(i), scores.get(i), masks.get(i)));
           }
-          Iterator<Row> it = out.iterator();
-          return it;
+          return out.iterator();
         }, Encoders.row(Tables.SELECTED.schema()));
+  }
+
+  static int[] ids(Row r) {
+    List<Integer> l = r.getList(r.fieldIndex("token_ids"));
+    return l.stream().mapToInt(Integer::intValue).toArray();
   }
 
   static float[] excess(Row r) {
@@ -76,7 +93,7 @@ public final class SelectStage {
     return RowFactory.create(r.<Long>getAs("sample_id"), r.<Integer>getAs("rank"),
         r.<String>getAs("query"), r.<String>getAs("response"),
         r.getList(r.fieldIndex("prompt_ids")).toArray(new Integer[0]),
-        r.getList(r.fieldIndex("token_ids")).toArray(new Integer[0]), Tables.floats(excess), Tables.floats(mask),
-        r.<Double>getAs("mean_excess"));
+        r.getList(r.fieldIndex("token_ids")).toArray(new Integer[0]), Tables.floats(excess),
+        Tables.floats(mask), r.<Double>getAs("mean_excess"));
   }
 }

@@ -7,16 +7,14 @@ import java.util.Map;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.loratransplant.lora.LoraAdapter;
-import org.loratransplant.lora.LoraConfig;
 import org.loratransplant.lora.PeftFormat;
 import org.loratransplant.model.LanguageModel;
 import org.loratransplant.table.Tables;
 import org.loratransplant.train.LoraTrainer;
-import org.loratransplant.train.TrainerConfig;
 import org.loratransplant.train.TrainingExample;
 
 /**
- * Stage 5: a fresh LoRA on the target, fitted with the masked, weighted loss on the training
+ * Stage 5: a fresh LoRA on the target, fitted with the settings' objective on the training
  * table. The table holds M rows (the kept samples), so the driver collects it and trains; fitting
  * one small adapter is not a distributed job.
  */
@@ -25,32 +23,42 @@ public final class TrainStage {
 
   public record Result(LoraTrainer.Result training, int examples, double keptTokenFraction) {}
 
-  public static Result train(Dataset<Row> training, LanguageModel target, LoraConfig lora,
-      TrainerConfig tc, long seed, Path adapterOut, Path checkpoints, Map<String, String> extra) {
+  /** The training table as trainer examples, in rank order. */
+  public static List<TrainingExample> examples(Dataset<Row> training) {
     Tables.TRAINING.check(training);
-    List<Row> rows = training.orderBy("rank").collectAsList();
     List<TrainingExample> data = new ArrayList<>();
-    double kept = 0;
-    long total = 0;
-    for (Row r : rows) {
+    for (Row r : training.orderBy("rank").collectAsList()) {
       List<Integer> p = r.getList(r.fieldIndex("prompt_ids"));
       List<Integer> y = r.getList(r.fieldIndex("response_ids"));
       List<Float> w = r.getList(r.fieldIndex("weights"));
       float[] wf = new float[w.size()];
       for (int i = 0; i < wf.length; i++) {
         wf[i] = w.get(i);
-        kept += wf[i];
       }
-      total += wf.length;
       data.add(new TrainingExample(p.stream().mapToInt(Integer::intValue).toArray(),
           y.stream().mapToInt(Integer::intValue).toArray(), wf));
     }
     if (data.isEmpty()) {
       throw new IllegalStateException("the training table is empty");
     }
-    try (LoraAdapter adapter = LoraAdapter.create(lora, target.config(),
-        target.model().manager(), seed)) {
-      LoraTrainer.Result r = new LoraTrainer(tc).train(target, adapter, data, checkpoints);
+    return data;
+  }
+
+  /** Trains a fresh adapter on {@code data} and writes it to {@code adapterOut}. */
+  public static Result train(List<TrainingExample> data, LanguageModel target, TrainSettings s,
+      Path adapterOut, Path checkpoints, Map<String, String> extra) {
+    double kept = 0;
+    long total = 0;
+    for (TrainingExample ex : data) {
+      for (float w : ex.weights()) {
+        kept += w;
+      }
+      total += ex.weights().length;
+    }
+    try (LoraAdapter adapter = LoraAdapter.create(s.lora(), target.config(),
+        target.model().manager(), s.seed());
+        Objectives.Closeable objective = Objectives.of(s, target)) {
+      LoraTrainer.Result r = objective.trainer().train(target, adapter, data, checkpoints);
       PeftFormat.write(adapter, adapterOut, extra);
       deleteQuietly(checkpoints);
       return new Result(r, data.size(), total == 0 ? 0 : kept / total);
@@ -58,6 +66,9 @@ public final class TrainStage {
   }
 
   static void deleteQuietly(Path dir) {
+    if (dir == null) {
+      return;
+    }
     try {
       PeftFormat.deleteRecursively(dir);
     } catch (java.io.IOException e) {

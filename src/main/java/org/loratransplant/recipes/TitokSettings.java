@@ -1,9 +1,10 @@
-package org.loratransplant.pipeline;
+package org.loratransplant.recipes;
 
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigException;
 import java.io.Serializable;
 import org.loratransplant.config.Experiment;
+import org.loratransplant.pipeline.ModelSpec;
 import org.loratransplant.select.TokenSelection;
 
 /**
@@ -19,8 +20,9 @@ public record TitokSettings(String out, String sourceModel, String sourceAdapter
     String expertConf, String targetModel, int samples, int poolFactor, double kPercent,
     boolean perBatchSelection, int selectionGroup, int seedExamples, boolean dedupRouge,
     double rougeThreshold, double temperature, double topP, int maxQueryTokens,
-    int maxResponseTokens, int generateBatch, int scoreBatch, int partitions, long seed,
-    String device, String answerTemplate, String exampleTemplate, String queryTemplate)
+    int maxResponseTokens, int maxRounds, int generateBatch, int scoreBatch, int partitions,
+    long seed, String device, String answerTemplate, String exampleTemplate,
+    String queryTemplate)
     implements Serializable {
 
   public static TitokSettings from(Experiment exp) {
@@ -38,7 +40,7 @@ public record TitokSettings(String out, String sourceModel, String sourceAdapter
           t.getBoolean("dedup.rouge-l"), t.getDouble("dedup.rouge-l-threshold"),
           t.getDouble("generation.temperature"), t.getDouble("generation.top-p"),
           t.getInt("generation.max-query-tokens"), t.getInt("generation.max-response-tokens"),
-          t.getInt("generation.batch-size"), t.getInt("score-batch-size"),
+          t.getInt("generation.max-rounds"), t.getInt("generation.batch-size"), t.getInt("score-batch-size"),
           t.getInt("partitions"), exp.seed(), exp.device(),
           exp.answerPrompt().text(),
           exp.prompt("example", java.util.Set.of("input", "target")).text(),
@@ -63,6 +65,12 @@ public record TitokSettings(String out, String sourceModel, String sourceAdapter
     }
     if (partitions < 1 || generateBatch < 1 || scoreBatch < 1) {
       throw new IllegalArgumentException("partitions and batch sizes must be >= 1");
+    }
+    if (!(topP > 0 && topP <= 1)) {
+      throw new IllegalArgumentException("generation.top-p must be in (0, 1], got " + topP);
+    }
+    if (maxRounds < 1) {
+      throw new IllegalArgumentException("generation.max-rounds must be >= 1, got " + maxRounds);
     }
     if (!(rougeThreshold > 0 && rougeThreshold <= 1)) {
       throw new IllegalArgumentException("dedup.rouge-l-threshold must be in (0, 1]");

@@ -1,0 +1,36 @@
+package org.loratransplant.pipeline.train;
+
+import org.loratransplant.lora.LoraConfig;
+import org.loratransplant.pipeline.ModelSpec;
+import org.loratransplant.train.TrainerConfig;
+
+/**
+ * What the train stage depends on: the target, its fresh LoRA, the trainer and the objective.
+ *
+ * @param objective {@code ce}: masked weighted cross-entropy (TiTok, SFT); {@code kd}: CE plus
+ *     {@code kdWeight} x KL(teacher || student) at {@code kdTemperature}, the teacher being the
+ *     source expert (its vocabulary carried over by MinED when the tokenizers differ)
+ * @param teacher the source expert, for {@code kd}
+ */
+public record TrainSettings(String targetModel, LoraConfig lora, TrainerConfig trainer,
+    String objective, double kdWeight, double kdTemperature, ModelSpec teacher, long seed,
+    String device) {
+
+  public TrainSettings {
+    if (!objective.equals("ce") && !objective.equals("kd")) {
+      throw new IllegalArgumentException("objective must be ce or kd, got '" + objective + "'");
+    }
+    if (!(kdWeight >= 0) || !(kdTemperature > 0)) {
+      throw new IllegalArgumentException("kd.weight must be >= 0 and kd.temperature > 0");
+    }
+  }
+
+  /** The same settings with another learning rate (a tuning candidate). */
+  public TrainSettings withLearningRate(double lr) {
+    TrainerConfig t = trainer;
+    return new TrainSettings(targetModel, lora, new TrainerConfig(lr, t.epochs(), t.batchSize(),
+        t.weightDecay(), t.warmupRatio(), t.maxGradNorm(), t.gradAccumulation(), t.seed(),
+        t.neftuneAlpha(), t.normaliser(), t.checkpointEvery(), t.logEvery()), objective,
+        kdWeight, kdTemperature, teacher, seed, device);
+  }
+}

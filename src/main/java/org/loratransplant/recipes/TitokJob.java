@@ -1,0 +1,149 @@
+package org.loratransplant.recipes;
+
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.util.List;
+import java.util.Map;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.loratransplant.config.Experiment;
+import org.loratransplant.config.Settings;
+import org.loratransplant.eval.Reports;
+import org.loratransplant.pipeline.Recipe;
+import org.loratransplant.pipeline.RecipeRunner;
+import org.loratransplant.pipeline.StageStore;
+import org.loratransplant.table.Tables;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * {@code jobs/lt titok}: one transplant (the method in {@code lt.method}) with every output in one
+ * run directory: the pool's tables, the selection, the training table, the adapter and the
+ * evaluation of vanilla target, transplanted target and expert side by side. A rerun skips
+ * complete stages and prints the stored evaluation again.
+ */
+public final class TitokJob {
+  private static final Logger LOG = LoggerFactory.getLogger(TitokJob.class);
+  private static final ObjectMapper JSON = new ObjectMapper();
+  /** The stages of a transplant that trains, in order (without the optional tune). */
+  public static final List<String> STAGES = List.of("generate", "score", "select", "align",
+      "train", "evaluate");
+
+  private final SparkSession spark;
+  private final Settings settings;
+  private final Experiment exp;
+  private final TitokSettings s;
+  private final boolean force;
+  private final StageStore store;
+  private final Transplant transplant;
+
+  /** Validates the whole configuration and the inputs before any work. */
+  public TitokJob(SparkSession spark, Settings settings, boolean force) {
+    this.spark = spark;
+    this.settings = settings;
+    this.exp = new Experiment(settings);
+    this.s = TitokSettings.from(exp);
+    this.force = force;
+    this.store = new StageStore(spark, s.out());
+    Experts.checkModelDirs(s);
+    this.transplant = new Transplant(spark, settings, store, store, exp.seed(), true);
+  }
+
+  public TitokSettings titok() {
+    return s;
+  }
+
+  public StageStore store() {
+    return store;
+  }
+
+  /** Runs the stages in order (up to {@code lastStage} inclusive); returns the summary. */
+  public ObjectNode run(String lastStage) {
+    Recipe recipe = transplant.recipe();
+    if (!recipe.stageNames().contains(lastStage)) {
+      throw new IllegalArgumentException("unknown stage '" + lastStage + "' (" + recipe
+          .stageNames() + ")");
+    }
+    Experts.ensure(s, exp.taskFile());
+    checkRun();
+    MethodSettings m = transplant.method();
+    LOG.info("{} run at {}: {} -> {} on {} (M={}, pool {}, k={}%, tokens {}, selection per {})",
+        m.name(), s.out(), s.sourceModel() + " + " + s.sourceAdapter(), s.targetModel(),
+        transplant.task().name(), s.samples(), s.poolSize(),
+        m.tune().enabled() ? "tuned" : s.kPercent(), m.tokenSelection(),
+        s.perBatchSelection() ? "batch" : "sample");
+    Map<String, ObjectNode> stats = new RecipeRunner(force).run(recipe, lastStage);
+    String md = transplant.evaluationMarkdown();
+    if (stats.containsKey("evaluate") && md != null) {
+      System.out.println(md);
+    }
+    return summary(lastStage, stats);
+  }
+
+  /** Refuses an output directory that holds a run of other settings, unless forced. */
+  private void checkRun() {
+    String runHash = org.loratransplant.pipeline.Keys.of(settings.config().withoutPath("eval")
+        .withoutPath("device"));
+    String previous = store.completedHash("run");
+    if (previous != null && !previous.equals(runHash) && !force) {
+      throw new IllegalArgumentException(s.out() + " holds a run with other settings; use "
+          + "another lt.titok.out or --force");
+    }
+    if (previous == null || !previous.equals(runHash)) {
+      try {
+        Path local = Files.createTempDirectory("lt-run-").resolve("run");
+        Files.createDirectories(local);
+        Files.writeString(local.resolve("settings.conf"), settings.render());
+        store.commitLocalDirectory(local, "run", runHash);
+      } catch (IOException e) {
+        throw new UncheckedIOException(e);
+      }
+    }
+  }
+
+  /** Registers every complete table as a Spark SQL view named after it. */
+  public void registerViews() {
+    for (Tables t : Tables.values()) {
+      if (store.completedHash(t.tableName()) != null) {
+        spark.read().parquet(store.path(t)).createOrReplaceTempView(t.tableName());
+      }
+    }
+  }
+
+  private ObjectNode summary(String lastStage, Map<String, ObjectNode> stats) {
+    registerViews();
+    ObjectNode out = JSON.createObjectNode();
+    out.put("out", s.out());
+    out.put("method", transplant.method().name());
+    out.put("last_stage", lastStage);
+    ObjectNode rows = out.putObject("rows");
+    for (Tables t : Tables.values()) {
+      if (store.completedHash(t.tableName()) != null) {
+        rows.put(t.tableName(), spark.table(t.tableName()).count());
+      }
+    }
+    if (rows.has("scored_samples")) {
+      Row r = spark.sql("SELECT avg(mean_excess), sum(n_tokens) FROM scored_samples").first();
+      out.put("mean_excess_pool", r.isNullAt(0) ? 0 : r.getDouble(0));
+    }
+    if (rows.has("selected")) {
+      Row r = spark.sql("SELECT avg(mean_excess), sum(aggregate(mask, 0D, (a, x) -> a + x)),"
+          + " sum(size(mask))FROM selected").first();
+      out.put("mean_excess_selected", r.getDouble(0));
+      out.put("kept_token_fraction_source", r.getDouble(1) / Math.max(1, r.getLong(2)));
+      out.put("kept_sample_fraction", rows.get("selected").asDouble()
+          / Math.max(1, rows.path("scored_samples").asDouble(1)));
+    }
+    ObjectNode stages = out.putObject("stages");
+    stats.forEach(stages::set);
+    ArrayNode order = out.putArray("stage_order");
+    stats.keySet().forEach(order::add);
+    store.writeText("summary.json", Reports.toJson(out));
+    return out;
+  }
+}

@@ -1,0 +1,476 @@
+package org.loratransplant.recipes;
+
+import com.fasterxml.jackson.databind.JsonNode;
+import com.fasterxml.jackson.databind.ObjectMapper;
+import com.fasterxml.jackson.databind.node.ArrayNode;
+import com.fasterxml.jackson.databind.node.ObjectNode;
+import java.io.IOException;
+import java.io.UncheckedIOException;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.security.MessageDigest;
+import java.util.ArrayList;
+import java.util.HexFormat;
+import java.util.LinkedHashMap;
+import java.util.List;
+import java.util.Map;
+import org.apache.spark.sql.Dataset;
+import org.apache.spark.sql.Row;
+import org.apache.spark.sql.SparkSession;
+import org.loratransplant.config.Experiment;
+import org.loratransplant.config.Settings;
+import org.loratransplant.eval.Evaluator;
+import org.loratransplant.eval.Reports;
+import org.loratransplant.lora.LoraAdapter;
+import org.loratransplant.lora.PeftFormat;
+import org.loratransplant.model.Devices;
+import org.loratransplant.model.LanguageModel;
+import org.loratransplant.pipeline.Keys;
+import org.loratransplant.pipeline.ModelSpec;
+import org.loratransplant.pipeline.Recipe;
+import org.loratransplant.pipeline.RecipeRunner;
+import org.loratransplant.pipeline.Stage;
+import org.loratransplant.pipeline.StageStore;
+import org.loratransplant.pipeline.align.AlignSettings;
+import org.loratransplant.pipeline.align.AlignStage;
+import org.loratransplant.pipeline.generate.PoolSettings;
+import org.loratransplant.pipeline.generate.PoolStages;
+import org.loratransplant.pipeline.select.SelectSettings;
+import org.loratransplant.pipeline.select.SelectStage;
+import org.loratransplant.pipeline.train.TrainSettings;
+import org.loratransplant.pipeline.train.TrainStage;
+import org.loratransplant.table.Tables;
+import org.loratransplant.task.Split;
+import org.loratransplant.task.Task;
+import org.loratransplant.task.TaskExample;
+import org.loratransplant.train.TrainingExample;
+import org.slf4j.Logger;
+import org.slf4j.LoggerFactory;
+
+/**
+ * One transplant: a method ({@link MethodSettings}) applied to the pool of one (expert, task) for
+ * one target and seed. It derives each stage's small settings record from the run's settings and
+ * lays out the recipe: the pool's {@code generate} and {@code score} (shared, in the pool store,
+ * by every method whose pool settings agree), then {@code tune} (when the method tunes k % and the
+ * learning rate on a validation split), {@code select}, {@code align}, {@code train} and
+ * {@code evaluate} in the cell's own store. Methods that only evaluate (vanilla, expert) are one
+ * {@code evaluate} stage.
+ */
+public final class Transplant {
+  private static final Logger LOG = LoggerFactory.getLogger(Transplant.class);
+  private static final ObjectMapper JSON = new ObjectMapper();
+  /** Outputs of the cell's stages. */
+  static final String TUNING = "tuning";
+  static final String ADAPTER = "adapter";
+  static final String EVALUATION = "evaluation";
+
+  private final SparkSession spark;
+  private final Settings settings;
+  private final Experiment exp;
+  private final TitokSettings t;
+  private final MethodSettings m;
+  private final StageStore poolStore;
+  private final StageStore cellStore;
+  private final Task task;
+  private final Split split;
+  private final long poolSeed;
+  private final boolean fullReport;
+
+  /**
+   * @param poolSeed the seed of the synthetic pool (the run's seed; a comparison keeps it fixed
+   *     while the training seed varies, so every seed trains on the same pool)
+   * @param fullReport evaluate vanilla target, transplanted target and expert side by side (the
+   *     titok command) instead of the cell's own system only (the comparison)
+   */
+  public Transplant(SparkSession spark, Settings settings, StageStore poolStore,
+      StageStore cellStore, long poolSeed, boolean fullReport) {
+    this.spark = spark;
+    this.settings = settings;
+    this.exp = new Experiment(settings);
+    this.t = TitokSettings.from(exp);
+    this.m = MethodSettings.from(exp);
+    this.poolStore = poolStore;
+    this.cellStore = cellStore;
+    this.poolSeed = poolSeed;
+    this.fullReport = fullReport;
+    this.task = org.loratransplant.task.TaskFiles.load(exp.taskFile());
+    this.split = Split.of(task, exp.testFraction(), exp.splitSeed());
+    exp.trainer();
+    exp.lora(t.targetModel());
+    exp.evaluation();
+    pool();
+    selectSettings();
+    trainSettings();
+  }
+
+  public TitokSettings titok() {
+    return t;
+  }
+
+  public MethodSettings method() {
+    return m;
+  }
+
+  public Task task() {
+    return task;
+  }
+
+  public StageStore cellStore() {
+    return cellStore;
+  }
+
+  // ---- each stage's settings ----------------------------------------------------------------
+
+  public PoolSettings pool() {
+    boolean targetQueries = m.queries().equals("target");
+    return new PoolSettings(t.sourceModel(), t.sourceAdapter(),
+        targetQueries ? t.targetModel() : t.sourceModel(),
+        targetQueries ? null : t.sourceAdapter(), t.poolSize(), t.maxRounds(), t.dedupRouge(),
+        t.rougeThreshold(), t.temperature(), t.topP(), t.maxQueryTokens(), t.maxResponseTokens(),
+        t.generateBatch(), t.scoreBatch(), t.partitions(), poolSeed, t.device(),
+        t.answerTemplate(), t.exampleTemplate(), t.queryTemplate());
+  }
+
+  public SelectSettings selectSettings() {
+    try {
+      return new SelectSettings(t.sourceModel(), t.samples(), m.sampleFilter(),
+          m.tokenSelection(), t.kPercent(), t.perBatchSelection(), t.selectionGroup(),
+          m.structuralTokens(), exp.seed(), classCounts());
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException("lt.method: " + e.getMessage(), e);
+    }
+  }
+
+  /** Each answer class's count in the training split (for the balanced sample filter). */
+  Map<String, Long> classCounts() {
+    Map<String, Long> counts = new LinkedHashMap<>();
+    if (task.answerSet().isEmpty()) {
+      return counts;
+    }
+    for (TaskExample e : split.train()) {
+      counts.merge(e.target().strip(), 1L, Long::sum);
+    }
+    return counts;
+  }
+
+  TrainSettings trainSettings() {
+    return new TrainSettings(t.targetModel(), exp.lora(t.targetModel()), exp.trainer(),
+        m.objective(), m.kdWeight(), m.kdTemperature(), t.expert(), exp.seed(), t.device());
+  }
+
+  // ---- the recipe -------------------------------------------------------------------------
+
+  /** The stages of this transplant, pool stages first. */
+  public Recipe recipe() {
+    List<Stage> stages = new ArrayList<>();
+    if (m.evaluateOnly().isEmpty()) {
+      PoolStages pool = new PoolStages(spark, pool(), split.seedExamples(t.seedExamples()),
+          poolStore, sourceFingerprint(), Keys.of(exp.taskFile().toAbsolutePath().normalize(),
+              exp.testFraction(), exp.splitSeed(), t.seedExamples()));
+      stages.add(pool.generate());
+      stages.add(pool.score());
+      String upstream = pool.scoreKey();
+      if (m.tune().enabled()) {
+        Stage tune = tuneStage(upstream);
+        stages.add(tune);
+        upstream = tune.key();
+      }
+      String selectKey = Keys.of("select", upstream, selectSettings());
+      stages.add(Stage.of("select", cellStore, List.of(Tables.SELECTED.tableName()), selectKey,
+          this::select));
+      String alignKey = Keys.of("align", selectKey, t.targetModel());
+      stages.add(Stage.of("align", cellStore, List.of(Tables.TRAINING.tableName()), alignKey,
+          this::align));
+      String trainKey = Keys.of("train", alignKey, exp.raw().getConfig("lora"),
+          exp.raw().getConfig("train"), exp.seed(), m.objective(), m.kdWeight(),
+          m.kdTemperature());
+      stages.add(Stage.of("train", cellStore, List.of(ADAPTER), trainKey, () -> train(trainKey)));
+      String evalKey = Keys.of("evaluate", trainKey, exp.raw().getConfig("eval"), fullReport);
+      stages.add(Stage.of("evaluate", cellStore, List.of(EVALUATION), evalKey, this::evaluate));
+    } else {
+      String evalKey = Keys.of("evaluate", m.evaluateOnly(), m.evaluateOnly().equals("expert")
+          ? Keys.of(t.sourceModel(), sourceFingerprint()) : t.targetModel(),
+          exp.taskFile().toAbsolutePath().normalize(), exp.testFraction(), exp.splitSeed(),
+          exp.raw().getConfig("eval"));
+      stages.add(Stage.of("evaluate", cellStore, List.of(EVALUATION), evalKey,
+          this::evaluateReference));
+    }
+    return new Recipe(m.name(), stages);
+  }
+
+  // ---- stages -------------------------------------------------------------------------------
+
+  /** The k % and learning rate the later stages use: tuned, or the settings' own. */
+  record Choice(double kPercent, double learningRate) {}
+
+  private Choice choice() {
+    if (!m.tune().enabled()) {
+      return new Choice(t.kPercent(), exp.trainer().learningRate());
+    }
+    String text = cellStore.readText(TUNING + "/tuning.json");
+    if (text == null) {
+      throw new IllegalStateException("tuning result missing in " + cellStore.path(TUNING));
+    }
+    try {
+      JsonNode n = JSON.readTree(text).path("chosen");
+      return new Choice(n.path("k_percent").asDouble(), n.path("learning_rate").asDouble());
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  private SelectSettings chosenSelect() {
+    return selectSettings().with(choice().kPercent(), t.samples());
+  }
+
+  private ObjectNode select() {
+    Dataset<Row> scored = poolStore.read(Tables.SCORED_SAMPLES);
+    long pool = scored.count();
+    SelectSettings s = chosenSelect();
+    cellStore.commit(Tables.SELECTED, SelectStage.select(scored, s, pool),
+        RecipeRunner.PENDING);
+    Row r = spark.read().parquet(cellStore.path(Tables.SELECTED)).selectExpr("avg(mean_excess)",
+        "sum(aggregate(mask, 0D, (a, x) -> a + x))", "sum(size(mask))").first();
+    ObjectNode st = JSON.createObjectNode();
+    st.put("pool", pool);
+    st.put("kept", s.samples());
+    st.put("k_percent", s.kPercent());
+    st.put("mean_excess_selected", r.isNullAt(0) ? 0 : r.getDouble(0));
+    st.put("kept_token_fraction_source", r.getDouble(1) / Math.max(1, r.getLong(2)));
+    return st;
+  }
+
+  private AlignSettings alignSettings(SelectSettings s) {
+    return new AlignSettings(t.sourceModel(), t.targetModel(), t.answerTemplate(), s);
+  }
+
+  private ObjectNode align() {
+    cellStore.commit(Tables.TRAINING, AlignStage.align(cellStore.read(Tables.SELECTED),
+        alignSettings(chosenSelect())), RecipeRunner.PENDING);
+    ObjectNode st = JSON.createObjectNode();
+    st.put("same_tokenizer", AlignStage.sameTokenizer(t.sourceModel(), t.targetModel()));
+    return st;
+  }
+
+  private ObjectNode train(String key) {
+    List<TrainingExample> data = TrainStage.examples(cellStore.read(Tables.TRAINING));
+    TrainSettings ts = trainSettings().withLearningRate(choice().learningRate());
+    try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
+        Devices.choose(t.device()))) {
+      Path local = Files.createTempDirectory("lt-adapter-").resolve(ADAPTER);
+      Path checkpoints = Path.of(System.getProperty("java.io.tmpdir"), "lt-checkpoints-" + key);
+      TrainStage.Result r = TrainStage.train(data, target, ts, local, checkpoints,
+          Map.of("lt_settings.conf", settings.render()));
+      cellStore.commitLocalDirectory(local, ADAPTER, RecipeRunner.PENDING);
+      ObjectNode st = JSON.createObjectNode();
+      st.put("examples", r.examples());
+      st.put("kept_token_fraction", r.keptTokenFraction());
+      st.put("learning_rate", ts.trainer().learningRate());
+      st.put("steps", r.training().steps());
+      st.put("final_loss", r.training().losses().get(r.training().losses().size() - 1));
+      st.put("tokens", r.training().tokens());
+      return st;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /** Name of the system a cell's evaluation reports. */
+  private String systemName() {
+    return Path.of(t.targetModel()).getFileName() + " + " + m.name();
+  }
+
+  private ObjectNode evaluate() {
+    Evaluator ev = new Evaluator(exp.evaluation());
+    List<Evaluator.Report> reports = new ArrayList<>();
+    List<String> answers = task.answerSet();
+    Path adapterDir = cellStore.localCopy(ADAPTER);
+    try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
+        Devices.choose(t.device()));
+        LoraAdapter a = PeftFormat.read(adapterDir, target.config(), target.model().manager())) {
+      String name = Path.of(t.targetModel()).getFileName().toString();
+      if (fullReport) {
+        reports.add(ev.evaluate(name + " (vanilla)", target, null, split.test(), answers));
+        reports.add(ev.evaluate(name + " + transplanted LoRA (" + m.name() + ")", target, a,
+            split.test(), answers));
+      } else {
+        reports.add(ev.evaluate(systemName(), target, a, split.test(), answers));
+      }
+    }
+    if (fullReport) {
+      reports.add(evaluateExpert(ev));
+    }
+    return writeEvaluation(reports);
+  }
+
+  private Evaluator.Report evaluateExpert(Evaluator ev) {
+    try (LanguageModel source = LanguageModel.load(Path.of(t.sourceModel()),
+        Devices.choose(t.device()));
+        LoraAdapter a = PeftFormat.read(Path.of(t.sourceAdapter()), source.config(),
+            source.model().manager())) {
+      return ev.evaluate(Path.of(t.sourceModel()).getFileName() + " + source LoRA (expert)",
+          source, a, split.test(), task.answerSet());
+    }
+  }
+
+  private ObjectNode evaluateReference() {
+    Evaluator ev = new Evaluator(exp.evaluation());
+    if (m.evaluateOnly().equals("expert")) {
+      return writeEvaluation(List.of(evaluateExpert(ev)));
+    }
+    try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
+        Devices.choose(t.device()))) {
+      return writeEvaluation(List.of(ev.evaluate(Path.of(t.targetModel()).getFileName()
+          + " (vanilla)", target, null, split.test(), task.answerSet())));
+    }
+  }
+
+  private ObjectNode writeEvaluation(List<Evaluator.Report> reports) {
+    String md = Reports.markdown(task.name() + " (test split)", reports);
+    try {
+      Path local = Files.createTempDirectory("lt-eval-").resolve(EVALUATION);
+      Files.createDirectories(local);
+      Files.writeString(local.resolve("evaluation.md"), md);
+      Files.writeString(local.resolve("evaluation.json"), Reports.toJson(
+          Reports.json(task.name(), reports, true)));
+      cellStore.commitLocalDirectory(local, EVALUATION, RecipeRunner.PENDING);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    ObjectNode st = JSON.createObjectNode();
+    st.set("report", Reports.json(task.name(), reports, false));
+    return st;
+  }
+
+  /** The stored evaluation table of a complete run, or null. */
+  public String evaluationMarkdown() {
+    return cellStore.readText(EVALUATION + "/evaluation.md");
+  }
+
+  /** The stored evaluation (with per-example rows) of a complete run, or null. */
+  public JsonNode evaluationJson() {
+    String text = cellStore.readText(EVALUATION + "/evaluation.json");
+    try {
+      return text == null ? null : JSON.readTree(text);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  // ---- tuning on a validation split --------------------------------------------------------
+
+  /**
+   * Tries every (k %, learning rate) candidate: select and align with that k, train a fresh
+   * target LoRA, evaluate it on a validation split carved from the task's training data (never
+   * the test split); the best by exact match, then choice accuracy, wins; ties go to the larger k
+   * (closer to training on every token), then to the settings' own learning rate.
+   */
+  private Stage tuneStage(String upstream) {
+    MethodSettings.Tune tune = m.tune();
+    List<Double> ks = new ArrayList<>(tune.kPercent());
+    if (!ks.contains(100.0)) {
+      ks.add(100.0);
+    }
+    List<Double> lrs = tune.learningRates().isEmpty()
+        ? List.of(exp.trainer().learningRate()) : tune.learningRates();
+    String key = Keys.of("tune", upstream, selectSettings(), t.targetModel(), ks, lrs,
+        tune.validationFraction(), exp.raw().getConfig("lora"), exp.raw().getConfig("train"),
+        exp.raw().getConfig("eval"), exp.seed(), m.objective(), m.kdWeight(), m.kdTemperature());
+    return Stage.of("tune", cellStore, List.of(TUNING), key, () -> tune(ks, lrs));
+  }
+
+  /** The validation split: a seeded part of the training split. */
+  List<TaskExample> validation() {
+    Split v = Split.of(new Task(task.name() + "-train", split.train()),
+        m.tune().validationFraction(), exp.splitSeed() + 1);
+    return v.test();
+  }
+
+  private ObjectNode tune(List<Double> ks, List<Double> lrs) {
+    Dataset<Row> scored = poolStore.read(Tables.SCORED_SAMPLES).cache();
+    long pool = scored.count();
+    List<TaskExample> val = validation();
+    Evaluator ev = new Evaluator(exp.evaluation());
+    ObjectNode out = JSON.createObjectNode();
+    ArrayNode cands = out.putArray("candidates");
+    double bestScore = Double.NEGATIVE_INFINITY;
+    double bestK = Double.NaN;
+    double bestLr = Double.NaN;
+    try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
+        Devices.choose(t.device()))) {
+      for (double k : ks) {
+        SelectSettings s = selectSettings().with(k, t.samples());
+        List<TrainingExample> data = TrainStage.examples(AlignStage.align(
+            SelectStage.select(scored, s, pool), alignSettings(s)));
+        for (double lr : lrs) {
+          Path dir = Files.createTempDirectory("lt-tune-").resolve(ADAPTER);
+          TrainStage.Result r = TrainStage.train(data, target,
+              trainSettings().withLearningRate(lr), dir, null, Map.of());
+          Evaluator.Report rep;
+          try (LoraAdapter a = PeftFormat.read(dir, target.config(),
+              target.model().manager())) {
+            rep = ev.evaluate("k=" + k + " lr=" + lr, target, a, val, task.answerSet());
+          }
+          PeftFormat.deleteRecursively(dir.getParent());
+          double em = rep.exactMatch().value();
+          double ca = rep.choiceAccuracy() == null ? 0 : rep.choiceAccuracy().value();
+          // exact match first, choice accuracy breaks ties
+          double score = em + 1e-3 * ca;
+          ObjectNode c = cands.addObject();
+          c.put("k_percent", k);
+          c.put("learning_rate", lr);
+          c.put("validation_exact_match", em);
+          c.put("validation_choice_accuracy", ca);
+          c.put("final_loss", r.training().losses().get(r.training().losses().size() - 1));
+          LOG.info(String.format("tune: k=%.0f%% lr=%.1e -> validation exact match %.3f, "
+              + "choice accuracy %.3f (n=%d)", k, lr, em, ca, val.size()));
+          boolean better = score > bestScore + 1e-12
+              || (Math.abs(score - bestScore) <= 1e-12 && (k > bestK
+              || (k == bestK && lr == exp.trainer().learningRate())));
+          if (better) {
+            bestScore = score;
+            bestK = k;
+            bestLr = lr;
+          }
+        }
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    } finally {
+      scored.unpersist();
+    }
+    ObjectNode chosen = out.putObject("chosen");
+    chosen.put("k_percent", bestK);
+    chosen.put("learning_rate", bestLr);
+    out.put("validation_examples", val.size());
+    LOG.info("tune: chose k={}% lr={}", bestK, bestLr);
+    try {
+      Path local = Files.createTempDirectory("lt-tune-").resolve(TUNING);
+      Files.createDirectories(local);
+      Files.writeString(local.resolve("tuning.json"), out.toPrettyString());
+      cellStore.commitLocalDirectory(local, TUNING, RecipeRunner.PENDING);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    return out;
+  }
+
+  // ---- inputs -------------------------------------------------------------------------------
+
+  /** A hash of the source adapter's weights: the pool depends on them, not on its path. */
+  String sourceFingerprint() {
+    try {
+      MessageDigest md = MessageDigest.getInstance("SHA-256");
+      md.update(Files.readAllBytes(Path.of(t.sourceAdapter(), PeftFormat.WEIGHTS_FILE)));
+      return HexFormat.of().formatHex(md.digest()).substring(0, 16);
+    } catch (Exception e) {
+      throw new IllegalStateException("cannot read the source adapter " + t.sourceAdapter()
+          + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** The source expert's spec. */
+  ModelSpec expert() {
+    return t.expert();
+  }
+}
