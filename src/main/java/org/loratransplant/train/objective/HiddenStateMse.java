@@ -18,11 +18,20 @@ import java.util.TreeSet;
  * on the student's ids, so it must share the student's tokenizer.
  */
 public final class HiddenStateMse implements Objective {
-  private final ModelTeacher teacher;
+  private final Source teacher;
+
+  /** Where teacher hidden states come from ({@link ModelTeacher} is one). */
+  public interface Source {
+    /** The outputs {@code (B, T, E)} of teacher layers {@code layers} on the batch's ids. */
+    Map<Integer, NDArray> hiddenStates(TokenBatch batch, Set<Integer> layers, NDManager scope);
+
+    /** Names the teacher (for fingerprints). */
+    String description();
+  }
   private final Map<Integer, Integer> studentToTeacher;
 
   /** Matches student layer {@code k} to teacher layer {@code studentToTeacher.get(k)}. */
-  public HiddenStateMse(ModelTeacher teacher, Map<Integer, Integer> studentToTeacher) {
+  public HiddenStateMse(Source teacher, Map<Integer, Integer> studentToTeacher) {
     if (studentToTeacher.isEmpty()) {
       throw new IllegalArgumentException("hidden-state MSE needs at least one layer pair");
     }
@@ -33,7 +42,7 @@ public final class HiddenStateMse implements Objective {
   }
 
   /** The same layer indices on both sides. */
-  public static HiddenStateMse sameLayers(ModelTeacher teacher, int... layers) {
+  public static HiddenStateMse sameLayers(Source teacher, int... layers) {
     Map<Integer, Integer> m = new LinkedHashMap<>();
     for (int l : layers) {
       m.put(l, l);

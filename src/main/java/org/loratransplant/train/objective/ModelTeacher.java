@@ -12,12 +12,12 @@ import org.loratransplant.model.LlamaModel;
  * A teacher with the student's tokenizer: a model (+ an adapter, e.g. the source expert's LoRA)
  * run on the student's own ids, no gradients, no dropout. Its vocabulary must be the student's.
  */
-public final class ModelTeacher implements Teacher {
+public final class ModelTeacher implements Teacher, HiddenStateMse.Source {
   private final LlamaModel model;
   private final Adapter adapter;
 
   public ModelTeacher(LlamaModel model, Adapter adapter) {
-    this.model = model;
+    this.model = java.util.Objects.requireNonNull(model, "model");
     this.adapter = adapter;
   }
 
@@ -39,6 +39,7 @@ public final class ModelTeacher implements Teacher {
   }
 
   /** The outputs of teacher layers {@code layers} on the student's ids. */
+  @Override
   public Map<Integer, NDArray> hiddenStates(TokenBatch b, Set<Integer> layers, NDManager scope) {
     return ModelOutputs.run(model, adapter, b, scope, null, false, layers).layers();
   }
