@@ -117,7 +117,7 @@ class DistillationTrainingTest {
           .losses();
       double after = evaluate(baby, student, kl, charData);
       assertTrue(losses.stream().allMatch(Double::isFinite), losses.toString());
-      assertTrue(after < before, "KL " + before + " -> " + after);
+      assertTrue(after < 0.7 * before, "KL " + before + " -> " + after);
     }
   }
 }
