@@ -207,6 +207,48 @@ public final class LlamaModel implements AutoCloseable {
    */
   public NDArray hidden(NDArray ids, NDArray positions, NDArray mask, Adapter adapter,
       boolean training, NDArray embeddingNoise) {
+    return forward(ids, positions, mask, adapter, training, embeddingNoise, null);
+  }
+
+  /**
+   * The final hidden states and the outputs of the chosen decoder layers, on the same
+   * (differentiable when {@code training} and a gradient is recorded) path as {@link #hidden}:
+   * {@code last} equals what {@code hidden} returns for the same arguments.
+   */
+  public record HiddenStates(NDArray last, Map<Integer, NDArray> layers) {
+    /** Layer {@code i}'s output {@code (B, T, E)}; fails naming the layers that were kept. */
+    public NDArray layer(int i) {
+      NDArray h = layers.get(i);
+      if (h == null) {
+        throw new IllegalArgumentException("layer " + i + " was not requested; kept layers: "
+            + layers.keySet());
+      }
+      return h;
+    }
+  }
+
+  /**
+   * As {@link #hidden(NDArray, NDArray, NDArray, Adapter, boolean, NDArray)}, also returning
+   * the residual stream after each decoder layer in {@code layers} (0-based, before the final
+   * RMSNorm; the last layer's output normed is {@code last}).
+   */
+  public HiddenStates hiddenStates(NDArray ids, NDArray positions, NDArray mask, Adapter adapter,
+      boolean training, NDArray embeddingNoise, java.util.Set<Integer> layers) {
+    for (int i : layers) {
+      if (i < 0 || i >= this.layers.length) {
+        throw new IllegalArgumentException("layer " + i + " does not exist: the model has "
+            + this.layers.length + " layers (0.." + (this.layers.length - 1) + ")");
+      }
+    }
+    Map<Integer, NDArray> kept = new java.util.TreeMap<>();
+    NDArray last = forward(ids, positions, mask, adapter, training, embeddingNoise, kept);
+    kept.keySet().retainAll(layers);
+    return new HiddenStates(last, java.util.Collections.unmodifiableMap(kept));
+  }
+
+  /** The forward pass; when {@code layerOutputs} is not null every layer's output goes there. */
+  private NDArray forward(NDArray ids, NDArray positions, NDArray mask, Adapter adapter,
+      boolean training, NDArray embeddingNoise, Map<Integer, NDArray> layerOutputs) {
     long b = ids.getShape().get(0);
     long t = ids.getShape().get(1);
     int h = config.numHeads();
@@ -252,6 +294,9 @@ public final class LlamaModel implements AutoCloseable {
       NDArray up = project(i, Projection.UP_PROJ, lin, hm, adapter, training);
       NDArray act = gate.mul(Activation.sigmoid(gate)).mul(up); // SiLU(gate) * up
       x = residual(x, project(i, Projection.DOWN_PROJ, lin, act, adapter, training), training);
+      if (layerOutputs != null) {
+        layerOutputs.put(i, x); // never modified in place later: residual() adds into the new y
+      }
     }
     return rmsNorm(x, finalNorm);
   }

@@ -29,11 +29,16 @@ import org.loratransplant.model.LlamaModel;
 import org.loratransplant.safetensors.SafeTensorsFile;
 import org.loratransplant.safetensors.SafeTensorsWriter;
 import org.loratransplant.safetensors.TensorData;
+import org.loratransplant.train.objective.MaskedCrossEntropy;
+import org.loratransplant.train.objective.ModelOutputs;
+import org.loratransplant.train.objective.Objective;
+import org.loratransplant.train.objective.TeacherOutputs;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
 /**
- * Fits a LoRA with the causal-LM loss on response tokens, each weighted by its mask weight.
+ * Fits a LoRA by minimising an {@link Objective} (by default the causal-LM loss on response
+ * tokens, each weighted by its mask weight: {@link MaskedCrossEntropy}).
  *
  * <p>Deterministic: the data order of epoch e is a seeded shuffle, dropout is reseeded per
  * micro-batch from (seed, index), NEFTune noise comes from a Java RNG seeded the same way. So the
@@ -47,9 +52,20 @@ public final class LoraTrainer {
   private static final String OPTIMIZER_FILE = "optimizer.safetensors";
 
   private final TrainerConfig config;
+  private final Objective objective;
 
+  /** Trains with the masked, weighted cross-entropy. */
   public LoraTrainer(TrainerConfig config) {
+    this(config, MaskedCrossEntropy.INSTANCE);
+  }
+
+  /**
+   * Trains with {@code objective}; its teacher outputs are computed per micro-batch before the
+   * student's forward, outside gradient recording.
+   */
+  public LoraTrainer(TrainerConfig config, Objective objective) {
     this.config = config;
+    this.objective = java.util.Objects.requireNonNull(objective, "objective");
   }
 
   /** Losses (one per optimizer step, averaged over its micro-batches) and throughput. */
@@ -147,17 +163,21 @@ public final class LoraTrainer {
   private double microStep(LlamaModel model, LoraAdapter adapter, List<TrainingExample> data,
       int[] batch, int index, int accumulation) {
     Engine.getInstance().setRandomSeed((int) (config.seed() * 7919 + index));
-    try (NDManager scope = model.manager().newSubManager();
-        GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+    try (NDManager scope = model.manager().newSubManager()) {
       Batch b = Batch.of(data, batch, config.normaliser());
       org.loratransplant.model.IntraOpThreads.forPositions((long) b.rows() * b.length());
-      NDArray noise = null;
-      if (config.neftuneAlpha() > 0) {
-        noise = neftune(scope, b, model.config().hiddenSize(), index);
+      TeacherOutputs teacher = objective.teach(b.tokens(), scope); // no gradient recorded yet
+      try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
+        NDArray noise = null;
+        if (config.neftuneAlpha() > 0) {
+          noise = neftune(scope, b, model.config().hiddenSize(), index);
+        }
+        ModelOutputs student = ModelOutputs.run(model, adapter, b.tokens(), scope, noise, true,
+            objective.studentLayers());
+        NDArray loss = objective.loss(student, b.tokens(), teacher);
+        gc.backward(loss.div((float) accumulation));
+        return loss.getFloat();
       }
-      NDArray loss = WeightedLoss.compute(model, adapter, b, scope, noise, true);
-      gc.backward(loss.div((float) accumulation));
-      return loss.getFloat();
     }
   }
 
@@ -281,12 +301,19 @@ public final class LoraTrainer {
     return adapter.baseConfig();
   }
 
-  /** A hash of the data, the settings and the adapter's shape: what a checkpoint is valid for. */
+  /**
+   * A hash of the data, the settings, the objective and the adapter's shape: what a checkpoint
+   * is valid for. The default objective adds nothing, so checkpoints written before objectives
+   * existed still resume.
+   */
   private String fingerprint(List<TrainingExample> data, LoraAdapter adapter) {
     try {
       MessageDigest md = MessageDigest.getInstance("SHA-256");
       md.update(config.toString().getBytes(StandardCharsets.UTF_8));
       md.update(adapter.config().toString().getBytes(StandardCharsets.UTF_8));
+      if (objective != MaskedCrossEntropy.INSTANCE) {
+        md.update(("objective=" + objective.description()).getBytes(StandardCharsets.UTF_8));
+      }
       for (TrainingExample ex : data) {
         ByteBuffer b = ByteBuffer.allocate(4 * (ex.prompt().length + 2 * ex.response().length)
             + 8);

@@ -1,0 +1,93 @@
+package org.loratransplant.train.objective;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import ai.djl.Device;
+import ai.djl.ndarray.NDManager;
+import java.util.ArrayList;
+import java.util.List;
+import java.util.Set;
+import org.junit.jupiter.api.AfterAll;
+import org.junit.jupiter.api.BeforeAll;
+import org.junit.jupiter.api.Test;
+import org.loratransplant.model.LanguageModel;
+import org.loratransplant.testing.SharedData;
+import org.loratransplant.train.TrainerConfig.LossNormaliser;
+import org.loratransplant.train.TrainingExample;
+
+/**
+ * The default objective on a real stories260K batch (rows of different lengths, fractional
+ * weights) against the cross-entropy computed from {@link LanguageModel#logprobs}, a separate
+ * (fused) forward path.
+ */
+class MaskedCrossEntropyTest {
+  private static LanguageModel lm;
+  private static List<TrainingExample> data;
+
+  @BeforeAll
+  static void load() {
+    lm = LanguageModel.load(SharedData.model("stories260K"), Device.cpu());
+    data = new ArrayList<>();
+    int k = 0;
+    for (TrainingExample ex : Fixtures.examples(lm, 3)) {
+      float[] w = new float[ex.response().length];
+      for (int i = 0; i < w.length; i++) {
+        w[i] = (i + k) % 3 == 0 ? 0f : (i % 2 == 0 ? 1f : 0.25f);
+      }
+      data.add(new TrainingExample(ex.prompt(), ex.response(), w));
+      k++;
+    }
+  }
+
+  @AfterAll
+  static void close() {
+    lm.close();
+  }
+
+  /** {@code sum w_i * -log p_i / N} from the fused scorer, N per the normaliser. */
+  private static double expected(LossNormaliser n) {
+    List<int[]> prompts = new ArrayList<>();
+    List<int[]> responses = new ArrayList<>();
+    data.forEach(ex -> {
+      prompts.add(ex.prompt());
+      responses.add(ex.response());
+    });
+    List<float[]> lp = lm.logprobs(prompts, responses, null, 4);
+    double sum = 0;
+    double weights = 0;
+    int tokens = 0;
+    for (int r = 0; r < data.size(); r++) {
+      for (int i = 0; i < lp.get(r).length; i++) {
+        sum += data.get(r).weights()[i] * -lp.get(r)[i];
+        weights += data.get(r).weights()[i];
+        tokens++;
+      }
+    }
+    return sum / (n == LossNormaliser.WEIGHT_SUM ? weights : tokens);
+  }
+
+  private static double loss(Objective o, LossNormaliser n) {
+    TokenBatch b = TokenBatch.of(data, new int[] {0, 1, 2, 3}, n);
+    try (NDManager scope = lm.model().manager().newSubManager()) {
+      ModelOutputs out = ModelOutputs.run(lm.model(), null, b, scope, null, false, Set.of());
+      return o.loss(out, b, o.teach(b, scope)).getFloat();
+    }
+  }
+
+  @Test
+  void equalsTheCrossEntropyOfTheScorersLogprobs() {
+    for (LossNormaliser n : LossNormaliser.values()) {
+      assertEquals(expected(n), loss(Objectives.crossEntropy(), n), 1e-5, n.name());
+    }
+  }
+
+  @Test
+  void aWeightedSumScalesAndAddsTerms() {
+    Objective ce = Objectives.crossEntropy();
+    double one = loss(ce, LossNormaliser.WEIGHT_SUM);
+    assertEquals(2.5 * one, loss(Objectives.sum(Objectives.term(2.5, ce)),
+        LossNormaliser.WEIGHT_SUM), 1e-5);
+    assertEquals(0.75 * one, loss(Objectives.sum(Objectives.term(1, ce),
+        Objectives.term(-0.25, ce)), LossNormaliser.WEIGHT_SUM), 1e-5);
+  }
+}
