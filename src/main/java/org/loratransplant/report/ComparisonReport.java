@@ -69,7 +69,7 @@ public final class ComparisonReport {
   }
 
   /** One paired comparison's outcome, with the test that gave its p. */
-  record Test(String metric, List<Integer> seeds, int n, PairedTests.Bootstrap bootstrap,
+  record Outcome(String metric, List<Integer> seeds, int n, PairedTests.Bootstrap bootstrap,
       PairedTests.McNemar mcnemar) {
     double p() {
       return mcnemar != null ? mcnemar.p() : bootstrap.p();
@@ -138,7 +138,7 @@ public final class ComparisonReport {
       if (method.equals(o.baseline()) || main == null) {
         sb.append(' ').append(NONE).append(" | ").append(NONE).append(" |\n");
       } else {
-        Test t = test(items, task, target, main, method, o.baseline(), o);
+        Outcome t = test(items, task, target, main, method, o.baseline(), o);
         sb.append(t == null ? " n/a (no per-item scores) | " + NONE + " |\n"
             : " " + delta(t.bootstrap()) + " | " + p(t.p()) + " |\n");
       }
@@ -162,7 +162,7 @@ public final class ComparisonReport {
         .append(") |\n|---|---|---|---|---|\n");
     for (Pair pair : pairs) {
       sb.append("| ").append(pair.method()).append(" vs ").append(pair.baseline()).append(" | ");
-      Test t = test(items, task, target, main, pair.method(), pair.baseline(), o);
+      Outcome t = test(items, task, target, main, pair.method(), pair.baseline(), o);
       if (t == null) {
         sb.append(NONE).append(" | ").append(NONE).append(" | n/a (no per-item scores) | ")
             .append(NONE).append(" |\n");
@@ -176,7 +176,7 @@ public final class ComparisonReport {
   }
 
   /** The paired test of method against baseline, or null when either lacks per-item scores. */
-  static Test test(List<ItemScores> items, String task, String target, String metric,
+  static Outcome test(List<ItemScores> items, String task, String target, String metric,
       String method, String baseline, Options o) {
     if (!has(items, task, target, metric, method) || !has(items, task, target, metric,
         baseline)) {
@@ -187,7 +187,7 @@ public final class ComparisonReport {
         o.seed());
     PairedTests.McNemar mc = ResultRow.isAccuracy(metric)
         ? PairedTests.mcnemar(p.method(), p.baseline()) : null;
-    return new Test(metric, p.seeds(), p.size(), bs, mc);
+    return new Outcome(metric, p.seeds(), p.size(), bs, mc);
   }
 
   private static boolean has(List<ItemScores> items, String task, String target, String metric,
