@@ -90,4 +90,29 @@ class MaskedCrossEntropyTest {
     assertEquals(0.75 * one, loss(Objectives.sum(Objectives.term(1, ce),
         Objectives.term(-0.25, ce)), LossNormaliser.WEIGHT_SUM), 1e-5);
   }
+
+  /**
+   * The last response token (the eos every answer ends with) reaches the loss: weighting only
+   * it gives exactly -log P(eos | prompt, answer) from the scorer. (That the stories models'
+   * experts still give eos about -5.3 is not the loss: their lm_head row for eos is ~0, like the
+   * ~200 byte tokens never seen in pre-training, so P(eos) is capped near 1/208 whatever a LoRA on
+   * the projections does.)
+   */
+  @Test
+  void theLastResponseTokenIsInTheLoss() {
+    TrainingExample ex = Fixtures.examples(lm, 1).get(0);
+    int n = ex.response().length;
+    float[] w = new float[n];
+    w[n - 1] = 1f;
+    List<TrainingExample> one = List.of(new TrainingExample(ex.prompt(), ex.response(), w));
+    TokenBatch b = TokenBatch.of(one, new int[] {0}, LossNormaliser.WEIGHT_SUM);
+    double loss;
+    try (NDManager scope = lm.model().manager().newSubManager()) {
+      ModelOutputs out = ModelOutputs.run(lm.model(), null, b, scope, null, false, Set.of());
+      Objective ce = Objectives.crossEntropy();
+      loss = ce.loss(out, b, ce.teach(b, scope)).getFloat();
+    }
+    float[] lp = lm.logprobs(List.of(ex.prompt()), List.of(ex.response()), null, 1).get(0);
+    assertEquals(-lp[n - 1], loss, 1e-4);
+  }
 }
