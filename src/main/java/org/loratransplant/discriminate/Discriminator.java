@@ -34,7 +34,8 @@ import org.loratransplant.train.TrainingExample;
  *
  * <p>Labels are tokenised in context (the prompt plus the label, minus the prompt's pieces),
  * because tok512 prepends a space piece to standalone text: {@code " real"} alone encodes as
- * {@code ▁|▁|re|a|l} but after the prompt as {@code ▁|re|a|l}.
+ * {@code ▁ ▁ re a l} but after the prompt as {@code ▁ re a l}, {@code " synthetic"} alone as
+ * {@code ▁ ▁s y nt he t i c} but after the prompt as {@code ▁s y nt he t i c}.
  */
 public final class Discriminator implements AutoCloseable {
   /** The extra file in the adapter directory that holds the settings. */
