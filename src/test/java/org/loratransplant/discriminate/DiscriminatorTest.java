@@ -46,8 +46,8 @@ class DiscriminatorTest {
         "Q: {input}\nA: {target}\n\n", "{examples}Q:");
     synthetic = SyntheticRows.generate(lm, null, queryPrompt, new PromptTemplate("answer", ANSWER),
         new SyntheticRows.Settings(TRAIN_SYNTHETIC + HELD_OUT, 1000, 24, 6, 1.0, 0.9, 32, 7));
-    // 150 real training rows against 60 synthetic ones: the balancing repeats the synthetic.
-    trained = Discriminator.fit(lm, Labelled.fromTask(split.train()),
+    // 90 real training rows against 60 synthetic ones: the balancing repeats the synthetic.
+    trained = Discriminator.fit(lm, Labelled.fromTask(split.train()).subList(0, 90),
         synthetic.subList(0, TRAIN_SYNTHETIC), settings(new Filter.TopFraction(0.5)));
   }
 
@@ -203,6 +203,21 @@ class DiscriminatorTest {
         () -> Discriminator.untrained(lm, s)).getMessage();
     assertTrue(m.contains("lt.translora.discriminator.real-label 'ig' merges with the end of "
         + "the prompt"), m);
+  }
+
+  @Test
+  void aRowTooLongForTheModelKeepsBosAndItsEnd() {
+    Labelled longRow = new Labelled(1, "True and ".repeat(200) + "True is", "True");
+    Discriminator.Encoded e = trained.encode(longRow);
+    int[] whole = lm.tokenizer().encode("Q: " + longRow.query() + "\nA: True\nReal or synthetic?",
+        true);
+    int max = lm.config().maxPositions(); // 512
+    assertTrue(whole.length + e.synthetic().length > max, "the row is not too long");
+    assertEquals(max, e.prompt().length + e.synthetic().length); // the longer label: 7 pieces
+    assertEquals(whole[0], e.prompt()[0]); // BOS
+    assertArrayEquals(Arrays.copyOfRange(whole, whole.length - (e.prompt().length - 1),
+        whole.length), Arrays.copyOfRange(e.prompt(), 1, e.prompt().length));
+    assertEquals(1, trained.score(List.of(longRow)).length); // within the model's positions
   }
 
   @Test
