@@ -77,7 +77,9 @@ public final class Discriminator implements AutoCloseable {
   /**
    * Trains a discriminator on real rows (label real) and synthetic rows (label synthetic). The
    * smaller class is repeated cyclically up to the larger one's size so both weigh the same in
-   * the loss; the loss covers the label pieces only.
+   * the loss; the loss covers the label pieces only. The trainer runs with weight decay 0.01,
+   * 10% linear warm-up (its first step at rate 0, as Hugging Face's schedule) and gradient
+   * clipping at 1.0; rank, alpha, rate, epochs, batch size and seed come from the settings.
    */
   public static Discriminator fit(LanguageModel base, List<Labelled> real,
       List<Labelled> synthetic, DiscriminatorSettings s) {
