@@ -38,7 +38,8 @@ public final class TitokCommand implements Command {
     Settings settings = ConfCli.settings(o);
     try {
       // Everything that needs no Spark is checked before a session starts.
-      org.loratransplant.config.Experiment exp = ConfCli.experiment(settings);
+      org.loratransplant.config.Experiment exp = ConfCli.experiment(
+          org.loratransplant.recipes.TitokJob.withMethod(settings));
       org.loratransplant.recipes.TitokSettings.from(exp);
       org.loratransplant.recipes.MethodSettings.from(exp);
       exp.trainer();

@@ -45,6 +45,7 @@ public final class TitokJob {
   /** Validates the whole configuration and the inputs before any work. */
   public TitokJob(SparkSession spark, Settings settings, boolean force) {
     this.spark = spark;
+    settings = withMethod(settings);
     this.settings = settings;
     this.exp = new Experiment(settings);
     this.s = TitokSettings.from(exp);
@@ -52,6 +53,29 @@ public final class TitokJob {
     this.store = new StageStore(spark, s.out());
     Experts.checkModelDirs(s);
     this.transplant = new Transplant(spark, settings, store, store, exp.seed(), true);
+  }
+
+  /**
+   * The settings with {@code lt.titok.method}'s preset from {@code lt.methods} applied over
+   * {@code lt.method} (its name becomes the method's name); unchanged when it is empty.
+   */
+  public static Settings withMethod(Settings settings) {
+    String name;
+    try {
+      name = settings.config().getString("titok.method");
+    } catch (com.typesafe.config.ConfigException e) {
+      throw new IllegalArgumentException("lt.titok.method: " + e.getMessage(), e);
+    }
+    if (name.isEmpty()) {
+      return settings;
+    }
+    String path = "methods.\"" + name + "\"";
+    if (!settings.config().hasPath(path)) {
+      throw new IllegalArgumentException("lt.titok.method = " + name + ": no such preset in "
+          + "lt.methods " + settings.config().getConfig("methods").root().keySet());
+    }
+    return settings.overlay(com.typesafe.config.ConfigFactory.parseMap(Map.of("method.name",
+        name)).withFallback(settings.config().getConfig(path)), "method " + name);
   }
 
   public TitokSettings titok() {

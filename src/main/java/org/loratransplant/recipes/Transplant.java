@@ -63,6 +63,7 @@ public final class Transplant {
   static final String TUNING = "tuning";
   static final String ADAPTER = "adapter";
   static final String EVALUATION = "evaluation";
+  static final String DISCRIMINATOR = "discriminator";
 
   private final SparkSession spark;
   private final Settings settings;
@@ -101,6 +102,9 @@ public final class Transplant {
     pool();
     selectSettings();
     trainSettings();
+    if (m.discriminator()) {
+      discriminatorSettings();
+    }
   }
 
   public TitokSettings titok() {
@@ -170,6 +174,11 @@ public final class Transplant {
       stages.add(pool.generate());
       stages.add(pool.score());
       String upstream = pool.scoreKey();
+      if (m.discriminator()) {
+        Stage d = discriminateStage(pool.scoreKey());
+        stages.add(d);
+        upstream = Keys.of(upstream, d.key());
+      }
       if (m.tune().enabled()) {
         Stage tune = tuneStage(upstream);
         stages.add(tune);
@@ -223,10 +232,36 @@ public final class Transplant {
     return selectSettings().with(choice().kPercent(), t.samples());
   }
 
-  private ObjectNode select() {
+  /** The scored pool, restricted to what TransLoRA's discriminator kept when it is on. */
+  private Dataset<Row> scoredPool() {
     Dataset<Row> scored = poolStore.read(Tables.SCORED_SAMPLES);
+    if (!m.discriminator()) {
+      return scored;
+    }
+    String text = poolStore.readText(DISCRIMINATOR + "/kept.json");
+    try {
+      List<Long> ids = new ArrayList<>();
+      JSON.readTree(text).path("kept_sample_ids").forEach(n -> ids.add(n.asLong()));
+      return scored.where(org.apache.spark.sql.functions.col("sample_id").isin(ids.toArray()));
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  /** M, or fewer when a filter left fewer samples (said in the log). */
+  private SelectSettings fitted(SelectSettings s, long pool) {
+    if (m.discriminator() && s.samples() > pool) {
+      LOG.warn("the discriminator kept {} samples, fewer than M = {}: training on all of them",
+          pool, s.samples());
+      return s.with(s.kPercent(), (int) pool);
+    }
+    return s;
+  }
+
+  private ObjectNode select() {
+    Dataset<Row> scored = scoredPool();
     long pool = scored.count();
-    SelectSettings s = chosenSelect();
+    SelectSettings s = fitted(chosenSelect(), pool);
     cellStore.commit(Tables.SELECTED, SelectStage.select(scored, s, pool),
         RecipeRunner.PENDING);
     Row r = spark.read().parquet(cellStore.path(Tables.SELECTED)).selectExpr("avg(mean_excess)",
@@ -245,8 +280,9 @@ public final class Transplant {
   }
 
   private ObjectNode align() {
-    cellStore.commit(Tables.TRAINING, AlignStage.align(cellStore.read(Tables.SELECTED),
-        alignSettings(chosenSelect())), RecipeRunner.PENDING);
+    Dataset<Row> selected = cellStore.read(Tables.SELECTED);
+    cellStore.commit(Tables.TRAINING, AlignStage.align(selected,
+        alignSettings(fitted(chosenSelect(), selected.count()))), RecipeRunner.PENDING);
     ObjectNode st = JSON.createObjectNode();
     st.put("same_tokenizer", AlignStage.sameTokenizer(t.sourceModel(), t.targetModel()));
     return st;
@@ -387,7 +423,7 @@ public final class Transplant {
   }
 
   private ObjectNode tune(List<Double> ks, List<Double> lrs) {
-    Dataset<Row> scored = poolStore.read(Tables.SCORED_SAMPLES).cache();
+    Dataset<Row> scored = scoredPool().cache();
     long pool = scored.count();
     List<TaskExample> val = validation();
     Evaluator ev = new Evaluator(exp.evaluation());
@@ -399,7 +435,7 @@ public final class Transplant {
     try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
         Devices.choose(t.device()))) {
       for (double k : ks) {
-        SelectSettings s = selectSettings().with(k, t.samples());
+        SelectSettings s = fitted(selectSettings().with(k, t.samples()), pool);
         List<TrainingExample> data = TrainStage.examples(AlignStage.align(
             SelectStage.select(scored, s, pool), alignSettings(s)));
         for (double lr : lrs) {
@@ -453,6 +489,69 @@ public final class Transplant {
       throw new UncheckedIOException(e);
     }
     return out;
+  }
+
+  // ---- TransLoRA's discriminator ----------------------------------------------------------
+
+  /**
+   * Trains the discriminator on the source side (the task's real training examples against rows
+   * the bare source base writes) and keeps the pool samples it believes real. Stored with the
+   * pool (it depends only on the pool, the source and the task).
+   */
+  private Stage discriminateStage(String scoreKey) {
+    org.loratransplant.discriminate.DiscriminatorSettings ds = discriminatorSettings();
+    int negatives = exp.raw().getInt("translora.discriminator.negatives");
+    String key = Keys.of("discriminate", scoreKey, exp.raw().getConfig("translora"), ds,
+        exp.taskFile().toAbsolutePath().normalize(), exp.testFraction(), exp.splitSeed());
+    return Stage.of("discriminate", poolStore, List.of(DISCRIMINATOR), key,
+        () -> discriminate(ds, negatives));
+  }
+
+  private org.loratransplant.discriminate.DiscriminatorSettings discriminatorSettings() {
+    return org.loratransplant.discriminate.DiscriminatorSettings.from(
+        settings.config().atPath("lt"));
+  }
+
+  private ObjectNode discriminate(org.loratransplant.discriminate.DiscriminatorSettings ds,
+      int negatives) {
+    List<org.loratransplant.discriminate.Labelled> pool = new ArrayList<>();
+    for (Row r : poolStore.read(Tables.SCORED_SAMPLES).select("sample_id", "query", "response")
+        .orderBy("sample_id").collectAsList()) {
+      pool.add(new org.loratransplant.discriminate.Labelled(r.getLong(0), r.getString(1),
+          r.getString(2)));
+    }
+    ObjectNode st = JSON.createObjectNode();
+    try (LanguageModel base = LanguageModel.load(Path.of(t.sourceModel()),
+        Devices.choose(t.device()))) {
+      var real = org.loratransplant.discriminate.Labelled.fromTask(split.train());
+      String qp = org.loratransplant.discriminate.SyntheticRows.queryPrompt(
+          split.seedExamples(t.seedExamples()), t.exampleTemplate(), t.queryTemplate());
+      var synthetic = org.loratransplant.discriminate.SyntheticRows.generate(base, null, qp,
+          new org.loratransplant.task.PromptTemplate("answer", t.answerTemplate()),
+          new org.loratransplant.discriminate.SyntheticRows.Settings(negatives, 1_000_000_000L,
+              t.maxQueryTokens(), t.maxResponseTokens(), t.temperature(), t.topP(),
+              t.generateBatch(), ds.seed()));
+      List<org.loratransplant.discriminate.Scored> kept;
+      try (var d = org.loratransplant.discriminate.Discriminator.fit(base, real, synthetic, ds)) {
+        kept = d.filter(pool);
+        st.put("final_loss", d.losses().isEmpty() ? 0 : d.losses().get(d.losses().size() - 1));
+      }
+      ObjectNode out = JSON.createObjectNode();
+      ArrayNode ids = out.putArray("kept_sample_ids");
+      kept.forEach(k -> ids.add(k.row().id()));
+      out.put("pool", pool.size());
+      out.put("real_examples", real.size());
+      out.put("synthetic_examples", synthetic.size());
+      Path local = Files.createTempDirectory("lt-disc-").resolve(DISCRIMINATOR);
+      Files.createDirectories(local);
+      Files.writeString(local.resolve("kept.json"), out.toPrettyString());
+      poolStore.commitLocalDirectory(local, DISCRIMINATOR, RecipeRunner.PENDING);
+      st.put("pool", pool.size());
+      st.put("kept", kept.size());
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    return st;
   }
 
   // ---- inputs -------------------------------------------------------------------------------

@@ -68,6 +68,8 @@ class TitokPipelineTest {
         "lt.titok.partitions=2",
         "lt.titok.generation.batch-size=8",
         "lt.train.epochs=2",
+        // TiTok as published (default.conf's product default tunes k and selects words)
+        "lt.titok.method=titok",
         "lt.task.file=" + SharedData.root() + "/data/bbh/bbh/boolean_expressions.json"));
     sets.addAll(Arrays.asList(more));
     return Settings.load(Path.of("conf/default.conf"), sets);

@@ -11,7 +11,7 @@ import org.apache.spark.sql.Column;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.Row;
-import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.catalyst.expressions.GenericRowWithSchema;
 import org.apache.spark.sql.expressions.Window;
 import org.loratransplant.table.Tables;
 
@@ -89,11 +89,20 @@ public final class SelectStage {
     return out;
   }
 
+  /**
+   * A row of the selected table, carrying its schema: the align stage reads fields by name, and
+   * when it runs straight on this stage's output (tuning) Spark hands it these very objects.
+   */
   static Row selected(Row r, float[] excess, float[] mask) {
-    return RowFactory.create(r.<Long>getAs("sample_id"), r.<Integer>getAs("rank"),
-        r.<String>getAs("query"), r.<String>getAs("response"),
-        r.getList(r.fieldIndex("prompt_ids")).toArray(new Integer[0]),
-        r.getList(r.fieldIndex("token_ids")).toArray(new Integer[0]), Tables.floats(excess),
-        Tables.floats(mask), r.<Double>getAs("mean_excess"));
+    return new GenericRowWithSchema(new Object[] {r.<Long>getAs("sample_id"),
+        r.<Integer>getAs("rank"), r.<String>getAs("query"), r.<String>getAs("response"),
+        seq(r.getList(r.fieldIndex("prompt_ids")).toArray()),
+        seq(r.getList(r.fieldIndex("token_ids")).toArray()), seq(Tables.floats(excess)),
+        seq(Tables.floats(mask)), r.<Double>getAs("mean_excess")}, Tables.SELECTED.schema());
+  }
+
+  /** An array value as a Scala Seq, what {@code Row.getList} reads back. */
+  private static scala.collection.Seq<Object> seq(Object[] values) {
+    return scala.collection.JavaConverters.asScalaBuffer(java.util.Arrays.asList(values));
   }
 }
