@@ -29,7 +29,9 @@ public record LoraConfig(int r, double alpha, double dropout, Set<Projection> ta
     if (targetModules.isEmpty()) {
       throw new IllegalArgumentException("target_modules is empty");
     }
-    targetModules = Set.copyOf(EnumSet.copyOf(targetModules));
+    // An EnumSet iterates in declaration order in every JVM (Set.copyOf's order varies per JVM,
+    // and toString() feeds checkpoint fingerprints: a resumed run in another JVM was refused).
+    targetModules = java.util.Collections.unmodifiableSet(EnumSet.copyOf(targetModules));
     layersToTransform = List.copyOf(layersToTransform);
     baseModel = baseModel == null ? "" : baseModel;
   }

@@ -12,6 +12,9 @@ public interface Stage {
   /** Short name for logs and summaries, e.g. {@code generate}. */
   String name();
 
+  /** What it reads: other stages' outputs (by store-relative path) and input files. */
+  List<String> inputs();
+
   /** Where the outputs are committed. */
   StageStore store();
 
@@ -34,13 +37,14 @@ public interface Stage {
   }
 
   /** A stage from its parts. */
-  static Stage of(String name, StageStore store, List<String> outputs, String key, Work work) {
-    return new Simple(name, store, List.copyOf(outputs), key, work);
+  static Stage of(String name, List<String> inputs, StageStore store, List<String> outputs,
+      String key, Work work) {
+    return new Simple(name, List.copyOf(inputs), store, List.copyOf(outputs), key, work);
   }
 
   /** The plain implementation behind {@link #of}. */
-  record Simple(String name, StageStore store, List<String> outputs, String key, Work work)
-      implements Stage {
+  record Simple(String name, List<String> inputs, StageStore store, List<String> outputs,
+      String key, Work work) implements Stage {
     @Override
     public ObjectNode run() {
       return work.run();

@@ -185,23 +185,28 @@ public final class Transplant {
         upstream = tune.key();
       }
       String selectKey = Keys.of("select", upstream, selectSettings());
-      stages.add(Stage.of("select", cellStore, List.of(Tables.SELECTED.tableName()), selectKey,
+      stages.add(Stage.of("select", List.of(poolStore.path(Tables.SCORED_SAMPLES)), cellStore,
+          List.of(Tables.SELECTED.tableName()), selectKey,
           this::select));
       String alignKey = Keys.of("align", selectKey, t.targetModel());
-      stages.add(Stage.of("align", cellStore, List.of(Tables.TRAINING.tableName()), alignKey,
+      stages.add(Stage.of("align", List.of(cellStore.path(Tables.SELECTED)), cellStore,
+          List.of(Tables.TRAINING.tableName()), alignKey,
           this::align));
       String trainKey = Keys.of("train", alignKey, exp.raw().getConfig("lora"),
           exp.raw().getConfig("train"), exp.seed(), m.objective(), m.kdWeight(),
           m.kdTemperature());
-      stages.add(Stage.of("train", cellStore, List.of(ADAPTER), trainKey, () -> train(trainKey)));
+      stages.add(Stage.of("train", List.of(cellStore.path(Tables.TRAINING), t.targetModel()),
+          cellStore, List.of(ADAPTER), trainKey, () -> train(trainKey)));
       String evalKey = Keys.of("evaluate", trainKey, exp.raw().getConfig("eval"), fullReport);
-      stages.add(Stage.of("evaluate", cellStore, List.of(EVALUATION), evalKey, this::evaluate));
+      stages.add(Stage.of("evaluate", List.of(cellStore.path(ADAPTER), exp.taskFile().toString()),
+          cellStore, List.of(EVALUATION), evalKey, this::evaluate));
     } else {
       String evalKey = Keys.of("evaluate", m.evaluateOnly(), m.evaluateOnly().equals("expert")
           ? Keys.of(t.sourceModel(), sourceFingerprint()) : t.targetModel(),
           exp.taskFile().toAbsolutePath().normalize(), exp.testFraction(), exp.splitSeed(),
           exp.raw().getConfig("eval"));
-      stages.add(Stage.of("evaluate", cellStore, List.of(EVALUATION), evalKey,
+      stages.add(Stage.of("evaluate", List.of(exp.taskFile().toString()), cellStore,
+          List.of(EVALUATION), evalKey,
           this::evaluateReference));
     }
     return new Recipe(m.name(), stages);
@@ -412,7 +417,8 @@ public final class Transplant {
     String key = Keys.of("tune", upstream, selectSettings(), t.targetModel(), ks, lrs,
         tune.validationFraction(), exp.raw().getConfig("lora"), exp.raw().getConfig("train"),
         exp.raw().getConfig("eval"), exp.seed(), m.objective(), m.kdWeight(), m.kdTemperature());
-    return Stage.of("tune", cellStore, List.of(TUNING), key, () -> tune(ks, lrs));
+    return Stage.of("tune", List.of(poolStore.path(Tables.SCORED_SAMPLES),
+        exp.taskFile().toString()), cellStore, List.of(TUNING), key, () -> tune(ks, lrs));
   }
 
   /** The validation split: a seeded part of the training split. */
@@ -503,7 +509,8 @@ public final class Transplant {
     int negatives = exp.raw().getInt("translora.discriminator.negatives");
     String key = Keys.of("discriminate", scoreKey, exp.raw().getConfig("translora"), ds,
         exp.taskFile().toAbsolutePath().normalize(), exp.testFraction(), exp.splitSeed());
-    return Stage.of("discriminate", poolStore, List.of(DISCRIMINATOR), key,
+    return Stage.of("discriminate", List.of(poolStore.path(Tables.SCORED_SAMPLES),
+        exp.taskFile().toString(), t.sourceModel()), poolStore, List.of(DISCRIMINATOR), key,
         () -> discriminate(ds, negatives));
   }
 

@@ -17,6 +17,22 @@ import org.loratransplant.testing.SharedData;
 
 class LoraPropertiesTest {
 
+  /**
+   * The config's text (part of a training checkpoint's fingerprint) lists the modules in the
+   * projections' declaration order whatever order they were given in, so a checkpoint written in
+   * one JVM is accepted in the next (Set.copyOf's iteration order is randomised per JVM).
+   */
+  @Test
+  void configTextIsTheSameWhateverTheModuleOrder() {
+    var a = new LoraConfig(4, 8, 0, new java.util.LinkedHashSet<>(List.of(Projection.V_PROJ,
+        Projection.DOWN_PROJ, Projection.Q_PROJ)), List.of(), false, "s");
+    var b = new LoraConfig(4, 8, 0, new java.util.LinkedHashSet<>(List.of(Projection.Q_PROJ,
+        Projection.V_PROJ, Projection.DOWN_PROJ)), List.of(), false, "s");
+    assertEquals(a.toString(), b.toString());
+    assertEquals(List.of(Projection.Q_PROJ, Projection.V_PROJ, Projection.DOWN_PROJ),
+        List.copyOf(a.targetModules()));
+  }
+
   @Test
   void zeroBAdapterLeavesLogitsUnchanged() {
     try (LanguageModel lm = LanguageModel.load(SharedData.model("stories260K"), Device.cpu());

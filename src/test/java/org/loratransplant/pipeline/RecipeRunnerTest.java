@@ -22,7 +22,7 @@ class RecipeRunnerTest {
 
   /** A stage that counts its runs and writes one small output. */
   static Stage counting(StageStore store, String name, String key, List<String> log) {
-    return Stage.of(name, store, List.of(name + "-out"), key, () -> {
+    return Stage.of(name, List.of(), store, List.of(name + "-out"), key, () -> {
       log.add(name);
       store.writeText(name + "-out/data.txt", name);
       store.mark(name + "-out", RecipeRunner.PENDING);
@@ -70,7 +70,7 @@ class RecipeRunnerTest {
   @Test
   void aFailingStageLeavesItsOutputIncomplete() {
     StageStore store = new StageStore(SparkTestSession.get(), tmp.toString());
-    Stage failing = Stage.of("f", store, List.of("f-out"), "k", () -> {
+    Stage failing = Stage.of("f", List.of(), store, List.of("f-out"), "k", () -> {
       store.writeText("f-out/part.txt", "half");
       store.mark("f-out", RecipeRunner.PENDING);
       throw new IllegalStateException("killed");

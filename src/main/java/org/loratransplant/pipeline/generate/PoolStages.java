@@ -61,12 +61,14 @@ public final class PoolStages {
   }
 
   public Stage generate() {
-    return Stage.of("generate", store, List.of(Tables.DROPPED.tableName(),
+    return Stage.of("generate", List.of(s.sourceModel(), s.sourceAdapter(), s.queryModel()),
+        store, List.of(Tables.DROPPED.tableName(),
         Tables.POOL.tableName()), generateKey, this::runGenerate);
   }
 
   public Stage score() {
-    return Stage.of("score", store, List.of(Tables.SCORED_TOKENS.tableName(),
+    return Stage.of("score", List.of(store.path(Tables.POOL)), store, List.of(
+        Tables.SCORED_TOKENS.tableName(),
         Tables.SCORED_SAMPLES.tableName()), scoreKey(), this::runScore);
   }
 
