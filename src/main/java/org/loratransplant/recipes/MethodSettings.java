@@ -23,11 +23,19 @@ public record MethodSettings(String name, String queries, String sampleFilter,
     double kdTemperature, boolean discriminator, String evaluateOnly, Tune tune) {
 
   /** Candidates tried on the validation split; 100 % is always among the k candidates. */
-  public record Tune(boolean enabled, List<Double> kPercent, List<Double> learningRates,
-      double validationFraction) {
+  public record Tune(boolean enabled, List<Double> kPercent, List<Integer> samples,
+      List<Double> learningRates, double validationFraction) {
     public Tune {
       kPercent = List.copyOf(kPercent);
+      samples = List.copyOf(samples);
       learningRates = List.copyOf(learningRates);
+      if (samples.stream().anyMatch(m -> m < 1)) {
+        throw new IllegalArgumentException("tune.samples must be >= 1, got " + samples);
+      }
+      if (learningRates.stream().anyMatch(lr -> !(lr > 0))) {
+        throw new IllegalArgumentException("tune.learning-rate must be > 0, got "
+            + learningRates);
+      }
       if (enabled && kPercent.isEmpty()) {
         throw new IllegalArgumentException("tune.k-percent is empty");
       }
@@ -56,7 +64,7 @@ public record MethodSettings(String name, String queries, String sampleFilter,
           m.getString("token-selection"), m.getString("structural-tokens"),
           m.getString("objective"), m.getDouble("kd.weight"), m.getDouble("kd.temperature"),
           m.getBoolean("discriminator"), only, new Tune(t.getBoolean("enabled"),
-          t.getDoubleList("k-percent"), t.getDoubleList("learning-rate"),
+          t.getDoubleList("k-percent"), t.getIntList("samples"), t.getDoubleList("learning-rate"),
           t.getDouble("validation-fraction")));
     } catch (ConfigException | IllegalArgumentException e) {
       throw new IllegalArgumentException("lt.method: " + e.getMessage(), e);

@@ -214,12 +214,12 @@ public final class Transplant {
 
   // ---- stages -------------------------------------------------------------------------------
 
-  /** The k % and learning rate the later stages use: tuned, or the settings' own. */
-  record Choice(double kPercent, double learningRate) {}
+  /** The k %, M and learning rate the later stages use: tuned, or the settings' own. */
+  record Choice(double kPercent, int samples, double learningRate) {}
 
   private Choice choice() {
     if (!m.tune().enabled()) {
-      return new Choice(t.kPercent(), exp.trainer().learningRate());
+      return new Choice(t.kPercent(), t.samples(), exp.trainer().learningRate());
     }
     String text = cellStore.readText(TUNING + "/tuning.json");
     if (text == null) {
@@ -227,14 +227,16 @@ public final class Transplant {
     }
     try {
       JsonNode n = JSON.readTree(text).path("chosen");
-      return new Choice(n.path("k_percent").asDouble(), n.path("learning_rate").asDouble());
+      return new Choice(n.path("k_percent").asDouble(), n.path("samples").asInt(t.samples()),
+          n.path("learning_rate").asDouble());
     } catch (IOException e) {
       throw new UncheckedIOException(e);
     }
   }
 
   private SelectSettings chosenSelect() {
-    return selectSettings().with(choice().kPercent(), t.samples());
+    Choice c = choice();
+    return selectSettings().with(c.kPercent(), c.samples());
   }
 
   /** The scored pool, restricted to what TransLoRA's discriminator kept when it is on. */
@@ -414,11 +416,14 @@ public final class Transplant {
     }
     List<Double> lrs = tune.learningRates().isEmpty()
         ? List.of(exp.trainer().learningRate()) : tune.learningRates();
-    String key = Keys.of("tune", upstream, selectSettings(), t.targetModel(), ks, lrs,
+    List<Integer> ms = tune.samples().isEmpty() ? List.of(t.samples()) : tune.samples();
+    // M candidates enter the key only when given (keys of runs before they existed hold).
+    Object mKey = tune.samples().isEmpty() ? lrs : List.of(ms, lrs);
+    String key = Keys.of("tune", upstream, selectSettings(), t.targetModel(), ks, mKey,
         tune.validationFraction(), exp.raw().getConfig("lora"), exp.raw().getConfig("train"),
         exp.raw().getConfig("eval"), exp.seed(), m.objective(), m.kdWeight(), m.kdTemperature());
     return Stage.of("tune", List.of(poolStore.path(Tables.SCORED_SAMPLES),
-        exp.taskFile().toString()), cellStore, List.of(TUNING), key, () -> tune(ks, lrs));
+        exp.taskFile().toString()), cellStore, List.of(TUNING), key, () -> tune(ks, ms, lrs));
   }
 
   /** The validation split: a seeded part of the training split. */
@@ -428,64 +433,70 @@ public final class Transplant {
     return v.test();
   }
 
-  private ObjectNode tune(List<Double> ks, List<Double> lrs) {
+  /** One tried candidate and its validation figures. */
+  record Trial(double kPercent, int samples, double learningRate, double exactMatch,
+      double choiceAccuracy, double finalLoss) {
+    /** Exact match first; choice accuracy breaks ties. */
+    double score() {
+      return exactMatch + 1e-3 * choiceAccuracy;
+    }
+  }
+
+  /**
+   * The best trial: highest score; ties go to the larger k (closer to training on every
+   * token), then the larger M, then the settings' own learning rate.
+   */
+  static Trial best(List<Trial> trials, double ownLearningRate) {
+    Trial best = null;
+    for (Trial c : trials) {
+      if (best == null || c.score() > best.score() + 1e-12) {
+        best = c;
+        continue;
+      }
+      if (Math.abs(c.score() - best.score()) > 1e-12) {
+        continue;
+      }
+      boolean better = c.kPercent() > best.kPercent()
+          || (c.kPercent() == best.kPercent() && c.samples() > best.samples())
+          || (c.kPercent() == best.kPercent() && c.samples() == best.samples()
+          && c.learningRate() == ownLearningRate && best.learningRate() != ownLearningRate);
+      if (better) {
+        best = c;
+      }
+    }
+    return best;
+  }
+
+  private ObjectNode tune(List<Double> ks, List<Integer> ms, List<Double> lrs) {
     Dataset<Row> scored = scoredPool().cache();
     long pool = scored.count();
     List<TaskExample> val = validation();
-    Evaluator ev = new Evaluator(exp.evaluation());
-    ObjectNode out = JSON.createObjectNode();
-    ArrayNode cands = out.putArray("candidates");
-    double bestScore = Double.NEGATIVE_INFINITY;
-    double bestK = Double.NaN;
-    double bestLr = Double.NaN;
+    List<Trial> trials = new ArrayList<>();
     try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
         Devices.choose(t.device()))) {
-      for (double k : ks) {
-        SelectSettings s = fitted(selectSettings().with(k, t.samples()), pool);
-        List<TrainingExample> data = TrainStage.examples(AlignStage.align(
-            SelectStage.select(scored, s, pool), alignSettings(s)));
-        for (double lr : lrs) {
-          Path dir = Files.createTempDirectory("lt-tune-").resolve(ADAPTER);
-          TrainStage.Result r = TrainStage.train(data, target,
-              trainSettings().withLearningRate(lr), dir, null, Map.of());
-          Evaluator.Report rep;
-          try (LoraAdapter a = PeftFormat.read(dir, target.config(),
-              target.model().manager())) {
-            rep = ev.evaluate("k=" + k + " lr=" + lr, target, a, val, task.answerSet());
-          }
-          PeftFormat.deleteRecursively(dir.getParent());
-          double em = rep.exactMatch().value();
-          double ca = rep.choiceAccuracy() == null ? 0 : rep.choiceAccuracy().value();
-          // exact match first, choice accuracy breaks ties
-          double score = em + 1e-3 * ca;
-          ObjectNode c = cands.addObject();
-          c.put("k_percent", k);
-          c.put("learning_rate", lr);
-          c.put("validation_exact_match", em);
-          c.put("validation_choice_accuracy", ca);
-          c.put("final_loss", r.training().losses().get(r.training().losses().size() - 1));
-          LOG.info(String.format("tune: k=%.0f%% lr=%.1e -> validation exact match %.3f, "
-              + "choice accuracy %.3f (n=%d)", k, lr, em, ca, val.size()));
-          boolean better = score > bestScore + 1e-12
-              || (Math.abs(score - bestScore) <= 1e-12 && (k > bestK
-              || (k == bestK && lr == exp.trainer().learningRate())));
-          if (better) {
-            bestScore = score;
-            bestK = k;
-            bestLr = lr;
+      for (int m : ms) {
+        for (double k : ks) {
+          SelectSettings s = fitted(selectSettings().with(k, (int) Math.min(m, pool)), pool);
+          List<TrainingExample> data = TrainStage.examples(AlignStage.align(
+              SelectStage.select(scored, s, pool), alignSettings(s)));
+          for (double lr : lrs) {
+            trials.add(trial(target, data, s, lr, val));
           }
         }
       }
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
     } finally {
       scored.unpersist();
     }
-    ObjectNode chosen = out.putObject("chosen");
-    chosen.put("k_percent", bestK);
-    chosen.put("learning_rate", bestLr);
+    Trial chosen = best(trials, exp.trainer().learningRate());
+    ObjectNode out = JSON.createObjectNode();
+    ArrayNode cands = out.putArray("candidates");
+    for (Trial c : trials) {
+      cands.add(trialJson(c));
+    }
+    out.set("chosen", trialJson(chosen));
     out.put("validation_examples", val.size());
-    LOG.info("tune: chose k={}% lr={}", bestK, bestLr);
+    LOG.info("tune: chose M={} k={}% lr={}", chosen.samples(), chosen.kPercent(),
+        chosen.learningRate());
     try {
       Path local = Files.createTempDirectory("lt-tune-").resolve(TUNING);
       Files.createDirectories(local);
@@ -495,6 +506,42 @@ public final class Transplant {
       throw new UncheckedIOException(e);
     }
     return out;
+  }
+
+  /** Trains a fresh adapter on one candidate's data and scores it on the validation split. */
+  private Trial trial(LanguageModel target, List<TrainingExample> data, SelectSettings s,
+      double lr, List<TaskExample> val) {
+    try {
+      Path dir = Files.createTempDirectory("lt-tune-").resolve(ADAPTER);
+      TrainStage.Result r = TrainStage.train(data, target, trainSettings().withLearningRate(lr),
+          dir, null, Map.of());
+      Evaluator.Report rep;
+      try (LoraAdapter a = PeftFormat.read(dir, target.config(), target.model().manager())) {
+        rep = new Evaluator(exp.evaluation()).evaluate("tune", target, a, val,
+            task.answerSet());
+      }
+      PeftFormat.deleteRecursively(dir.getParent());
+      Trial c = new Trial(s.kPercent(), s.samples(), lr, rep.exactMatch().value(),
+          rep.choiceAccuracy() == null ? 0 : rep.choiceAccuracy().value(),
+          r.training().losses().get(r.training().losses().size() - 1));
+      LOG.info(String.format("tune: M=%d k=%.0f%% lr=%.1e -> validation exact match %.3f, "
+          + "choice accuracy %.3f (n=%d)", c.samples(), c.kPercent(), lr, c.exactMatch(),
+          c.choiceAccuracy(), val.size()));
+      return c;
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+  }
+
+  private static ObjectNode trialJson(Trial c) {
+    ObjectNode o = JSON.createObjectNode();
+    o.put("k_percent", c.kPercent());
+    o.put("samples", c.samples());
+    o.put("learning_rate", c.learningRate());
+    o.put("validation_exact_match", c.exactMatch());
+    o.put("validation_choice_accuracy", c.choiceAccuracy());
+    o.put("final_loss", c.finalLoss());
+    return o;
   }
 
   // ---- TransLoRA's discriminator ----------------------------------------------------------

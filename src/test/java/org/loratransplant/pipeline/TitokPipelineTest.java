@@ -128,6 +128,11 @@ class TitokPipelineTest {
     for (String st : TitokJob.STAGES) {
       assertTrue(again.get("stages").get(st).path("skipped").asBoolean(), st + " skipped");
     }
+    // ... and keeps the figures of the run that did the work, in summary.json too.
+    assertEquals(summary.get("stages").get("train").get("final_loss").asDouble(),
+        again.get("stages").get("train").get("final_loss").asDouble());
+    assertTrue(SharedData.json(Path.of(out, "summary.json")).get("stages").get("evaluate")
+        .has("report"));
     // A stage killed before it finished leaves its outputs marked pending: the rerun redoes it
     // and skips the complete stages before it.
     List<String> scoredBefore = rows(scored, "sample_id", "mean_excess");
