@@ -472,6 +472,7 @@ public final class Transplant {
     long pool = scored.count();
     List<TaskExample> val = validation();
     List<Trial> trials = new ArrayList<>();
+    Map<List<Object>, Trial> seen = new java.util.HashMap<>();
     try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
         Devices.choose(t.device()))) {
       for (int m : ms) {
@@ -480,7 +481,18 @@ public final class Transplant {
           List<TrainingExample> data = TrainStage.examples(AlignStage.align(
               SelectStage.select(scored, s, pool), alignSettings(s)));
           for (double lr : lrs) {
-            trials.add(trial(target, data, s, lr, val));
+            // Candidates whose masks come out the same (every k keeps a one-word answer whole)
+            // train the same adapter: train it once.
+            Trial same = seen.get(List.of(dataKey(data), lr));
+            Trial c = same != null ? new Trial(s.kPercent(), s.samples(), lr, same.exactMatch(),
+                same.choiceAccuracy(), same.finalLoss()) : trial(target, data, s, lr, val);
+            if (same != null) {
+              LOG.info(String.format("tune: M=%d k=%.0f%% lr=%.1e trains on the same tokens as "
+                  + "an earlier candidate: its validation figures are reused", s.samples(),
+                  s.kPercent(), lr));
+            }
+            seen.put(List.of(dataKey(data), lr), c);
+            trials.add(c);
           }
         }
       }
@@ -506,6 +518,16 @@ public final class Transplant {
       throw new UncheckedIOException(e);
     }
     return out;
+  }
+
+  /** A hash of training examples: ids and weights, in order. */
+  private static String dataKey(List<TrainingExample> data) {
+    StringBuilder sb = new StringBuilder();
+    for (TrainingExample ex : data) {
+      sb.append(java.util.Arrays.toString(ex.prompt())).append(java.util.Arrays.toString(
+          ex.response())).append(java.util.Arrays.toString(ex.weights())).append(';');
+    }
+    return Keys.of(sb);
   }
 
   /** Trains a fresh adapter on one candidate's data and scores it on the validation split. */
