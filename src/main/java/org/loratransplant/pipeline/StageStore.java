@@ -45,12 +45,27 @@ public final class StageStore {
   }
 
   private FileSystem fs(Path p) {
+    Configuration conf = spark.sparkContext().hadoopConfiguration();
     try {
-      Configuration conf = spark.sparkContext().hadoopConfiguration();
       return p.getFileSystem(conf);
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot reach " + p + ": " + e.getMessage(), e);
+      throw new UncheckedIOException("cannot reach " + p + endpointOf(conf, p) + ": "
+          + e.getMessage(), e);
     }
+  }
+
+  /**
+   * " (S3A endpoint URL)" for an {@code s3a://} path (the bucket's own endpoint setting, else
+   * the global one, else AWS), so an error says which server did not answer; "" otherwise.
+   */
+  public static String endpointOf(Configuration conf, Path p) {
+    if (!"s3a".equals(p.toUri().getScheme())) {
+      return "";
+    }
+    String bucket = p.toUri().getHost();
+    String endpoint = conf.get("fs.s3a.bucket." + bucket + ".endpoint",
+        conf.get("fs.s3a.endpoint", "AWS default"));
+    return " (S3A endpoint " + endpoint + ")";
   }
 
   /** The hash recorded by a complete output, or null if there is none (or it is incomplete). */
