@@ -361,7 +361,7 @@ public final class RunLock implements AutoCloseable {
         return new Local(runDir, java.nio.file.Path.of(dir.toUri().getPath()));
       }
       try {
-        return new Hadoop(runDir, dir.getFileSystem(conf), dir);
+        return new Hadoop(runDir, dir.getFileSystem(conf), dir, StageStore.endpointOf(conf, dir));
       } catch (IOException e) {
         throw new UncheckedIOException("cannot reach " + runDir + StageStore.endpointOf(conf,
             dir) + ": " + e.getMessage(), e);
@@ -384,14 +384,19 @@ public final class RunLock implements AutoCloseable {
 
     abstract void delete() throws IOException;
 
+    /** Where the store is, for messages: " (S3A endpoint ...)" or "". */
+    String where() {
+      return "";
+    }
+
     UncheckedIOException failure(String what, IOException e) {
       if (e instanceof AccessDeniedException || e instanceof org.apache.hadoop.security
           .AccessControlException) {
         return new UncheckedIOException("cannot " + what + " run directory " + runDir
             + ": it is read-only for this user (" + e.getMessage() + ")", e);
       }
-      return new UncheckedIOException("cannot " + what + " run directory " + runDir + " ("
-          + this + "): " + e.getMessage(), e);
+      return new UncheckedIOException("cannot " + what + " run directory " + runDir + where()
+          + ": " + e.getMessage(), e);
     }
 
     private static final class Local extends LockFile {
@@ -453,11 +458,18 @@ public final class RunLock implements AutoCloseable {
     private static final class Hadoop extends LockFile {
       private final FileSystem fs;
       private final Path path;
+      private final String where;
 
-      Hadoop(String runDir, FileSystem fs, Path dir) {
+      Hadoop(String runDir, FileSystem fs, Path dir, String where) {
         super(runDir);
         this.fs = fs;
         this.path = new Path(dir, FILE);
+        this.where = where;
+      }
+
+      @Override
+      String where() {
+        return where;
       }
 
       @Override

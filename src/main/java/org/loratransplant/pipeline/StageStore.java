@@ -80,7 +80,8 @@ public final class StageStore {
         return new String(in.readAllBytes(), StandardCharsets.UTF_8).strip();
       }
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot read " + marker + ": " + e.getMessage(), e);
+      throw new UncheckedIOException("cannot read " + marker + endpointOf(conf(), marker) + ": "
+          + e.getMessage(), e);
     }
   }
 
@@ -89,8 +90,13 @@ public final class StageStore {
     try {
       return fs(p).exists(p);
     } catch (IOException e) {
-      throw new UncheckedIOException(e);
+      throw new UncheckedIOException("cannot reach " + p + endpointOf(conf(), p) + ": "
+          + e.getMessage(), e);
     }
+  }
+
+  private Configuration conf() {
+    return spark.sparkContext().hadoopConfiguration();
   }
 
   /** Writes {@code df} as the table, replacing whatever was there, then marks it complete. */
