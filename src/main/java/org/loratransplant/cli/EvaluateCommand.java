@@ -39,6 +39,9 @@ public final class EvaluateCommand implements Command {
     if (!o.parse(args)) {
       return 0;
     }
+    if (o.has("out")) {
+      checkWritable(Path.of(o.get("out")));
+    }
     Settings settings = ConfCli.settings(o, "lt.task.file", o.get("task"));
     Experiment exp = ConfCli.experiment(settings);
     Evaluator.Settings es = exp.evaluation();
@@ -65,5 +68,32 @@ public final class EvaluateCommand implements Command {
       }
     }
     return 0;
+  }
+
+  /**
+   * Refuses an {@code --out} that could not be written, before the evaluation (minutes) runs:
+   * the file must not be a directory, and its nearest existing ancestor must be a directory in
+   * which a file can be created (tried: permission bits say nothing for root or a read-only
+   * mount).
+   */
+  static void checkWritable(Path out) {
+    Path abs = out.toAbsolutePath();
+    if (java.nio.file.Files.isDirectory(abs)) {
+      throw new UsageException("--out " + out + " is a directory; give a file name");
+    }
+    Path dir = abs.getParent();
+    while (dir != null && !java.nio.file.Files.exists(dir)) {
+      dir = dir.getParent();
+    }
+    if (dir == null || !java.nio.file.Files.isDirectory(dir)) {
+      throw new UsageException("--out " + out + ": cannot be created (" + dir
+          + " is not a directory)");
+    }
+    try {
+      java.nio.file.Files.delete(java.nio.file.Files.createTempFile(dir, ".lt-write-probe",
+          ".tmp"));
+    } catch (java.io.IOException | SecurityException e) {
+      throw new UsageException("--out " + out + ": " + dir + " is not writable (" + e + ")");
+    }
   }
 }

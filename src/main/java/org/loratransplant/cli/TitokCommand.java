@@ -11,6 +11,10 @@ import org.loratransplant.spark.SparkSessions;
 
 /** {@code jobs/lt titok}: the whole transplant pipeline on Spark. */
 public final class TitokCommand implements Command {
+  /** Every stage a transplant may have (tune and discriminate only for methods that use them). */
+  static final java.util.List<String> STAGES = java.util.List.of("generate", "score",
+      "discriminate", "tune", "select", "align", "train", "evaluate");
+
   @Override
   public String name() {
     return "titok";
@@ -27,13 +31,18 @@ public final class TitokCommand implements Command {
   @Override
   public int run(String[] args) {
     Options o = new Options(name(), summary())
-        .value("until", "STAGE", "stop after this stage (generate, score, select, align, train, "
-            + "evaluate)", "evaluate")
+        .value("until", "STAGE", "stop after this stage (" + String.join(", ", STAGES) + ")",
+            "evaluate")
         .value("master", "URL", "Spark master when not under spark-submit", "local[2]")
         .flag("force", "rerun every stage even if its output is complete");
     ConfCli.declare(o);
     if (!o.parse(args)) {
       return 0;
+    }
+    if (!STAGES.contains(o.get("until"))) {
+      // Checked here: the job would find it only after Spark had started.
+      throw new UsageException("--until " + o.get("until") + ": no such stage (one of "
+          + String.join(", ", STAGES) + ")");
     }
     Settings settings = ConfCli.settings(o);
     try {

@@ -99,9 +99,16 @@ public final class Experiment {
       throw new IllegalArgumentException("lt.eval.answer-line must be first or last, got '"
           + line + "'");
     }
-    return new Evaluator.Settings(answerPrompt(),
-        get(() -> c.getInt("eval.max-new-tokens"), "eval.max-new-tokens"),
-        get(() -> c.getInt("eval.batch-size"), "eval.batch-size"), line.equals("first"));
+    int maxNew = get(() -> c.getInt("eval.max-new-tokens"), "eval.max-new-tokens");
+    if (maxNew < 1) {
+      // 0 would generate empty answers and report exact match 0 as if the model were wrong.
+      throw new IllegalArgumentException("lt.eval.max-new-tokens must be >= 1, got " + maxNew);
+    }
+    int batch = get(() -> c.getInt("eval.batch-size"), "eval.batch-size");
+    if (batch < 1) {
+      throw new IllegalArgumentException("lt.eval.batch-size must be >= 1, got " + batch);
+    }
+    return new Evaluator.Settings(answerPrompt(), maxNew, batch, line.equals("first"));
   }
 
   public Config section(String name) {

@@ -174,7 +174,12 @@ public final class PeftFormat {
               + "hidden " + base.hiddenSize() + ") and r=" + config.r() + " need "
               + Arrays.toString(want) + ": is this adapter for a different base model?");
         }
-        NDArray arr = m.create(f.readFloat32(t.name()), new Shape(want)).transpose()
+        float[] values = f.readFloat32(t.name());
+        String bad = org.loratransplant.safetensors.FiniteCheck.problem(t.name(), values);
+        if (bad != null) {
+          throw new IllegalArgumentException(weights + ": " + bad);
+        }
+        NDArray arr = m.create(values, new Shape(want)).transpose()
             .duplicate(); // stored transposed: aT (in, r), bT (r, out)
         found.computeIfAbsent(new LoraAdapter.Key(layer, p), k -> new NDArray[2])[isA ? 0 : 1] =
             arr;

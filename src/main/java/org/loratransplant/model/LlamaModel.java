@@ -382,7 +382,12 @@ public final class LlamaModel implements AutoCloseable {
         throw new ModelConfigException(ckpt.fileOf(name) + ": tensor '" + name + "' has shape "
             + Arrays.toString(actual) + " but config.json implies " + Arrays.toString(shape));
       }
-      return ckpt.readFloat32(name);
+      float[] data = ckpt.readFloat32(name);
+      String bad = org.loratransplant.safetensors.FiniteCheck.problem(name, data);
+      if (bad != null) {
+        throw new ModelConfigException(ckpt.fileOf(name) + ": " + bad);
+      }
+      return data;
     }
   }
 

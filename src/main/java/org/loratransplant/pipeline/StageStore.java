@@ -26,6 +26,8 @@ public final class StageStore {
   public static final String MARKER = "_LT_COMPLETE";
   private final SparkSession spark;
   private final String root;
+  /** Set once a write check of a local root passed (a store writes many times). */
+  private volatile boolean writable;
 
   public StageStore(SparkSession spark, String root) {
     this.spark = spark;
@@ -45,12 +47,27 @@ public final class StageStore {
   }
 
   private FileSystem fs(Path p) {
+    Configuration conf = spark.sparkContext().hadoopConfiguration();
     try {
-      Configuration conf = spark.sparkContext().hadoopConfiguration();
       return p.getFileSystem(conf);
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot reach " + p + ": " + e.getMessage(), e);
+      throw new UncheckedIOException("cannot reach " + p + endpointOf(conf, p) + ": "
+          + e.getMessage(), e);
     }
+  }
+
+  /**
+   * " (S3A endpoint URL)" for an {@code s3a://} path (the bucket's own endpoint setting, else
+   * the global one, else AWS), so an error says which server did not answer; "" otherwise.
+   */
+  public static String endpointOf(Configuration conf, Path p) {
+    if (!"s3a".equals(p.toUri().getScheme())) {
+      return "";
+    }
+    String bucket = p.toUri().getHost();
+    String endpoint = conf.get("fs.s3a.bucket." + bucket + ".endpoint",
+        conf.get("fs.s3a.endpoint", "AWS default"));
+    return " (S3A endpoint " + endpoint + ")";
   }
 
   /** The hash recorded by a complete output, or null if there is none (or it is incomplete). */
@@ -65,7 +82,8 @@ public final class StageStore {
         return new String(in.readAllBytes(), StandardCharsets.UTF_8).strip();
       }
     } catch (IOException e) {
-      throw new UncheckedIOException("cannot read " + marker + ": " + e.getMessage(), e);
+      throw new UncheckedIOException("cannot read " + marker + endpointOf(conf(), marker) + ": "
+          + e.getMessage(), e);
     }
   }
 
@@ -74,12 +92,53 @@ public final class StageStore {
     try {
       return fs(p).exists(p);
     } catch (IOException e) {
-      throw new UncheckedIOException(e);
+      throw new UncheckedIOException("cannot reach " + p + endpointOf(conf(), p) + ": "
+          + e.getMessage(), e);
     }
+  }
+
+  private Configuration conf() {
+    return spark.sparkContext().hadoopConfiguration();
+  }
+
+  /**
+   * Refuses a local run directory that cannot be written, with a message that says so: without
+   * this a read-only directory surfaced as "File .../_tmp-run-... does not exist" from deep in a
+   * copy. The nearest existing ancestor of the root must be a directory in which a file can be
+   * created (tried once: permission bits say nothing for root or a read-only mount). Object
+   * stores are not probed: their errors already name the refused request.
+   */
+  public void checkWritable() {
+    if (writable) {
+      return;
+    }
+    Path p = new Path(root);
+    String scheme = p.toUri().getScheme();
+    if (scheme != null && !scheme.equals("file")) {
+      writable = true;
+      return;
+    }
+    java.nio.file.Path dir = java.nio.file.Path.of(p.toUri().getPath());
+    while (dir != null && !java.nio.file.Files.exists(dir)) {
+      dir = dir.getParent();
+    }
+    if (dir == null || !java.nio.file.Files.isDirectory(dir)) {
+      throw new UncheckedIOException(new IOException("run directory " + root + " cannot be "
+          + "created: " + dir + " is not a directory"));
+    }
+    try {
+      java.nio.file.Files.delete(java.nio.file.Files.createTempFile(dir, ".lt-write-probe",
+          ".tmp"));
+    } catch (IOException e) {
+      throw new UncheckedIOException("run directory " + root + " is read-only: cannot write in "
+          + dir + " (" + e + "); give a writable lt.titok.out / lt.compare.out", e);
+    }
+    writable = true;
   }
 
   /** Writes {@code df} as the table, replacing whatever was there, then marks it complete. */
   public void commit(Tables table, Dataset<Row> df, String hash, String... partitionBy) {
+    checkWritable();
     table.check(df);
     String tmp = path("_tmp-" + table.tableName() + "-" + UUID.randomUUID());
     var writer = df.select(columns(table)).write().mode(SaveMode.ErrorIfExists);
@@ -112,6 +171,7 @@ public final class StageStore {
 
   /** Commits a directory written on this machine (an adapter) as output {@code name}. */
   public void commitLocalDirectory(java.nio.file.Path local, String name, String hash) {
+    checkWritable();
     String tmp = path("_tmp-" + name + "-" + UUID.randomUUID());
     Path dst = new Path(tmp);
     try {
@@ -141,6 +201,7 @@ public final class StageStore {
 
   /** Records that output {@code name} is complete for {@code hash}. */
   public void mark(String name, String hash) {
+    checkWritable();
     Path marker = new Path(path(name), MARKER);
     try (FSDataOutputStream out = fs(marker).create(marker, true)) {
       out.write((hash + "\n").getBytes(StandardCharsets.UTF_8));
@@ -172,6 +233,7 @@ public final class StageStore {
 
   /** Writes a small text file (summaries, resolved settings) atomically enough: create+close. */
   public void writeText(String name, String text) {
+    checkWritable();
     Path p = new Path(path(name));
     try (FSDataOutputStream out = fs(p).create(p, true)) {
       out.write(text.getBytes(StandardCharsets.UTF_8));
@@ -182,6 +244,7 @@ public final class StageStore {
 
   /** Writes a small file (a report, a plot): to a temporary name, then renamed over the old. */
   public void writeBytes(String name, byte[] bytes) {
+    checkWritable();
     Path p = new Path(path(name));
     Path tmp = new Path(path("_tmp-" + UUID.randomUUID() + "-" + p.getName()));
     try {

@@ -112,6 +112,13 @@ public final class CompareJob {
 
   /** Runs every cell not yet complete, then writes the results and the report. */
   public String run() {
+    try (org.loratransplant.pipeline.RunLock lock =
+        org.loratransplant.pipeline.RunLock.acquire(spark, c.out())) {
+      return runLocked();
+    }
+  }
+
+  private String runLocked() {
     List<Cell> cells = cells();
     RecipeRunner runner = new RecipeRunner(force);
     long t0 = System.nanoTime();

@@ -88,6 +88,13 @@ public final class TitokJob {
 
   /** Runs the stages in order (up to {@code lastStage} inclusive); returns the summary. */
   public ObjectNode run(String lastStage) {
+    try (org.loratransplant.pipeline.RunLock lock =
+        org.loratransplant.pipeline.RunLock.acquire(spark, s.out())) {
+      return runLocked(lastStage);
+    }
+  }
+
+  private ObjectNode runLocked(String lastStage) {
     Recipe recipe = transplant.recipe();
     if (!recipe.stageNames().contains(lastStage)) {
       throw new IllegalArgumentException("unknown stage '" + lastStage + "' (" + recipe

@@ -30,7 +30,57 @@ public final class SparkSessions {
   private static final Pattern LOCAL_MASTER =
       Pattern.compile("local(?:\\[(\\*|\\d+)(?:,\\s*(\\d+))?])?");
 
+  /**
+   * Hadoop settings that make an S3 store which does not answer fail within a minute instead of
+   * Hadoop 3.3.4's defaults (50 s to connect, 200 s socket timeout, 10 SDK retries inside each of
+   * 7 S3A retries: a dead endpoint hung a job for many minutes without a log line). Worst case
+   * per call: (1 + retry.limit) attempts of at most max(establish, socket) timeout each, plus the
+   * S3A backoff (retry.interval doubling); see {@link #s3aWorstCaseMillis}. The SDK's own retries
+   * are off so that the count is S3A's alone; throttling (503) keeps S3A's separate, longer
+   * {@code fs.s3a.retry.throttle.*} budget. {@code fs.s3a.connection.request.timeout} (whole
+   * request) stays 0 = none: a large multipart upload over a slow link may legitimately take
+   * longer than any bound that would help here, and the socket timeout already catches a silent
+   * server. Any of these set by the launcher ({@code --conf spark.hadoop.fs.s3a...}) wins.
+   */
+  public static final Map<String, String> S3A_TIMEOUTS = orderedMap(
+      "fs.s3a.connection.establish.timeout", "5000",
+      "fs.s3a.connection.timeout", "10000",
+      "fs.s3a.attempts.maximum", "0",
+      "fs.s3a.retry.limit", "2",
+      "fs.s3a.retry.interval", "500ms");
+
   private SparkSessions() {}
+
+  private static Map<String, String> orderedMap(String... kv) {
+    Map<String, String> m = new java.util.LinkedHashMap<>();
+    for (int i = 0; i < kv.length; i += 2) {
+      m.put(kv[i], kv[i + 1]);
+    }
+    return java.util.Collections.unmodifiableMap(m);
+  }
+
+  /**
+   * The longest one S3A call can take against a server that accepts connections and never
+   * answers, under the given Hadoop settings (of {@link #S3A_TIMEOUTS}'s keys): attempts x the
+   * larger timeout + the backoff between attempts.
+   */
+  public static long s3aWorstCaseMillis(Map<String, String> hadoop) {
+    long attempts = 1 + Long.parseLong(hadoop.get("fs.s3a.retry.limit"));
+    long perAttempt = Math.max(Long.parseLong(hadoop.get("fs.s3a.connection.establish.timeout")),
+        Long.parseLong(hadoop.get("fs.s3a.connection.timeout")))
+        * (1 + Long.parseLong(hadoop.get("fs.s3a.attempts.maximum")));
+    long interval = Long.parseLong(hadoop.get("fs.s3a.retry.interval").replace("ms", ""));
+    long backoff = 0;
+    for (int i = 0; i < attempts - 1; i++) {
+      backoff += interval << i;
+    }
+    return attempts * perAttempt + backoff;
+  }
+
+  /** Sets each of {@link #S3A_TIMEOUTS} (as {@code spark.hadoop.*}) the conf does not set. */
+  static void applyS3aTimeouts(SparkConf conf) {
+    S3A_TIMEOUTS.forEach((k, v) -> conf.setIfMissing(HADOOP_PREFIX + k, v));
+  }
 
   /**
    * A local session with {@code cores} threads and one attempt per task ({@code local[cores]}).
@@ -63,6 +113,7 @@ public final class SparkSessions {
     conf.setMaster(localMaster(cores, maxTaskAttempts));
     conf.setAppName(appName);
     applyLocalDefaults(conf, cores);
+    applyS3aTimeouts(conf);
     extraConf.forEach(conf::set);
 
     String master = conf.get(MASTER);
@@ -164,6 +215,7 @@ public final class SparkSessions {
     }
     out.setAppName(appName);
     out.setIfMissing("spark.sql.session.timeZone", "UTC");
+    applyS3aTimeouts(out);
     conf.forEach(out::set);
     return out;
   }

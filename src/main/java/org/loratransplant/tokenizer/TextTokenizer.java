@@ -110,15 +110,84 @@ public final class TextTokenizer implements AutoCloseable {
 
   /**
    * Each token decoded on its own, special tokens as "" (what cross-tokenizer alignment walks).
-   * Byte-fallback pieces that are only part of a UTF-8 character decode to replacement chars;
-   * alignment treats them like any other text.
+   * A character a byte-fallback tokenizer spells as several byte tokens ({@code <0xE2> <0x9C>
+   * <0x93>} for ✓) is decoded whole and given to its last byte's token, the earlier ones getting
+   * "": decoded one by one each would be U+FFFD, and the scored token texts, the alignment and
+   * word selection would see replacement characters where the answer has a letter. Bytes that
+   * never complete a character (a response cut off mid-character) stay U+FFFD, as a full decode
+   * gives them.
    */
   public String[] pieces(int[] ids) {
     String[] out = new String[ids.length];
+    String[] vocab = null;
+    java.io.ByteArrayOutputStream pending = new java.io.ByteArrayOutputStream();
     for (int i = 0; i < ids.length; i++) {
-      out[i] = tokenizer.decode(new long[] {ids[i]}, true);
+      if (vocab == null && hasByteFallback()) {
+        vocab = vocabulary();
+      }
+      int b = vocab == null ? -1 : byteOf(vocab, ids[i]);
+      if (b < 0) {
+        out[i] = tokenizer.decode(new long[] {ids[i]}, true);
+        pending.reset();
+        continue;
+      }
+      pending.write(b);
+      byte[] bytes = pending.toByteArray();
+      boolean runEnds = i + 1 == ids.length || byteOf(vocab, ids[i + 1]) < 0;
+      if (completesCharacters(bytes) || runEnds) {
+        out[i] = new String(bytes, java.nio.charset.StandardCharsets.UTF_8);
+        pending.reset();
+      } else {
+        out[i] = "";
+      }
     }
     return out;
+  }
+
+  private volatile Boolean byteFallback;
+
+  /** Whether the vocabulary has byte pieces {@code <0x00>}..{@code <0xFF>}. */
+  private boolean hasByteFallback() {
+    Boolean b = byteFallback;
+    if (b == null) {
+      b = java.util.Arrays.stream(vocabulary()).anyMatch(p -> p != null && isBytePiece(p));
+      byteFallback = b;
+    }
+    return b;
+  }
+
+  private static boolean isBytePiece(String p) {
+    return p.length() == 6 && p.startsWith("<0x") && p.endsWith(">");
+  }
+
+  /** The byte a byte-fallback piece stands for, or -1 for any other id. */
+  private static int byteOf(String[] vocab, int id) {
+    if (id < 0 || id >= vocab.length || vocab[id] == null || !isBytePiece(vocab[id])) {
+      return -1;
+    }
+    try {
+      return Integer.parseInt(vocab[id].substring(3, 5), 16);
+    } catch (NumberFormatException e) {
+      return -1;
+    }
+  }
+
+  /** Whether {@code b} ends on a UTF-8 character boundary (an invalid lead byte ends too). */
+  static boolean completesCharacters(byte[] b) {
+    int i = 0;
+    while (i < b.length) {
+      int lead = b[i] & 0xFF;
+      int len = lead < 0x80 ? 1 : lead >= 0xF0 && lead < 0xF8 ? 4 : lead >= 0xE0 ? 3
+          : lead >= 0xC0 ? 2 : 1; // a stray continuation byte is a character (U+FFFD) of its own
+      if (lead >= 0xF8) {
+        len = 1;
+      }
+      if (i + len > b.length) {
+        return false;
+      }
+      i += len;
+    }
+    return true;
   }
 
   /**

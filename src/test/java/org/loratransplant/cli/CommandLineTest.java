@@ -96,4 +96,27 @@ class CommandLineTest {
     assertEquals(want.get("sum_logprob").asDouble(), a, 1e-3);
     assertEquals(a, b, 1e-3);
   }
+
+  @Test
+  void anUnknownUntilStageIsBadUsageFoundBeforeSparkStarts() {
+    Run r = run("titok", "--until", "bogus");
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("--until bogus") && r.err().contains("discriminate"), r.err());
+    // The settings are printed just before the session starts: nothing was started.
+    assertTrue(!r.err().contains("settings from"), r.err());
+  }
+
+  @Test
+  void evaluateRefusesAnUnwritableOutBeforeEvaluating(@org.junit.jupiter.api.io.TempDir
+      java.nio.file.Path tmp) throws Exception {
+    java.nio.file.Path file = java.nio.file.Files.writeString(tmp.resolve("a-file"), "x");
+    // The model does not exist either: the --out check comes first, before any loading.
+    Run r = run("evaluate", "--model", tmp.resolve("no-model").toString(), "--out",
+        file.resolve("report.json").toString());
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("--out") && r.err().contains("not a directory"), r.err());
+    r = run("evaluate", "--model", tmp.resolve("no-model").toString(), "--out", tmp.toString());
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("is a directory"), r.err());
+  }
 }

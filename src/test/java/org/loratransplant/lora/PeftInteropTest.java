@@ -167,4 +167,33 @@ class PeftInteropTest {
       assertTrue(e.getMessage().contains("down_proj.lora_"), e.getMessage());
     }
   }
+
+  @Test
+  void rejectsAnAdapterHoldingANan(@TempDir Path tmp) throws Exception {
+    Path bad = tmp.resolve("nan");
+    Files.createDirectories(bad);
+    Files.copy(FIXTURE.resolve(PeftFormat.CONFIG_FILE), bad.resolve(PeftFormat.CONFIG_FILE));
+    Map<String, org.loratransplant.safetensors.TensorData> tensors = new TreeMap<>();
+    String poisoned;
+    try (SafeTensorsFile f = SafeTensorsFile.open(FIXTURE.resolve(PeftFormat.WEIGHTS_FILE))) {
+      List<TensorInfo> all = new ArrayList<>(f.tensors());
+      poisoned = all.get(all.size() / 2).name();
+      for (TensorInfo t : all) {
+        float[] v = f.readFloat32(t.name());
+        if (t.name().equals(poisoned)) {
+          v[v.length - 1] = Float.NaN;
+        }
+        tensors.put(t.name(), org.loratransplant.safetensors.TensorData.ofFloat32(t.dims(), v));
+      }
+    }
+    org.loratransplant.safetensors.SafeTensorsWriter.write(bad.resolve(PeftFormat.WEIGHTS_FILE),
+        tensors, Map.of("format", "pt"));
+    try (LanguageModel lm = LanguageModel.load(BASE, Device.cpu())) {
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+          () -> PeftFormat.read(bad, lm.config(), lm.model().manager()));
+      assertTrue(e.getMessage().contains("'" + poisoned + "'"), e.getMessage());
+      assertTrue(e.getMessage().contains(PeftFormat.WEIGHTS_FILE), e.getMessage());
+      assertTrue(e.getMessage().contains("NaN"), e.getMessage());
+    }
+  }
 }

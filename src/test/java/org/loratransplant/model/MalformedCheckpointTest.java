@@ -61,11 +61,15 @@ class MalformedCheckpointTest {
     for (long d : shape) {
       n *= d;
     }
-    float[] v = new float[(int) n];
+    return TensorData.ofFloat32(shape, floats((int) n));
+  }
+
+  static float[] floats(int n) {
+    float[] v = new float[n];
     for (int i = 0; i < v.length; i++) {
       v[i] = (float) Math.sin(i * 0.37) * 0.5f;
     }
-    return TensorData.ofFloat32(shape, v);
+    return v;
   }
 
   private RuntimeException fails(Path dir) {
@@ -153,6 +157,33 @@ class MalformedCheckpointTest {
     Path none = tmp.resolve("none");
     Files.createDirectories(none);
     names(fails(none), "config.json");
+  }
+
+  @Test
+  void aNanOrInfinityInAnyTensorIsRefusedNamingTheTensorAndFile() throws IOException {
+    // Unchecked, one NaN made generate print nothing and logprobs all NaN, exit 0.
+    for (float bad : new float[] {Float.NaN, Float.POSITIVE_INFINITY, Float.NEGATIVE_INFINITY}) {
+      Path dir = tmp.resolve("nonfinite" + Float.hashCode(bad));
+      Files.createDirectories(dir);
+      Files.writeString(dir.resolve("config.json"), CONFIG);
+      Map<String, TensorData> t = tensors();
+      float[] v = floats(16 * 8);
+      v[37] = bad;
+      t.put("model.layers.0.mlp.up_proj.weight", TensorData.ofFloat32(new long[] {16, 8}, v));
+      SafeTensorsWriter.write(dir.resolve("model.safetensors"), t, Map.of());
+      names(fails(dir), "model.safetensors", "model.layers.0.mlp.up_proj.weight",
+          String.valueOf(bad), "index 37");
+    }
+    // Large but finite values are weights like any other.
+    Path dir = tmp.resolve("large");
+    Files.createDirectories(dir);
+    Files.writeString(dir.resolve("config.json"), CONFIG);
+    Map<String, TensorData> t = tensors();
+    float[] v = floats(8);
+    v[0] = Float.MAX_VALUE;
+    t.put("model.norm.weight", TensorData.ofFloat32(new long[] {8}, v));
+    SafeTensorsWriter.write(dir.resolve("model.safetensors"), t, Map.of());
+    LanguageModel.load(dir, Device.cpu()).close();
   }
 
   /** Overwrites {@code f} with a header and {@code dataBytes} zero bytes of data. */

@@ -60,4 +60,28 @@ class TextTokenizerTest {
         () -> TextTokenizer.load(dir, 1));
     assertTrue(e.getMessage().contains("tokenizer.json"), e.getMessage());
   }
+
+  @Test
+  void piecesOfACharacterSpanningByteFallbackTokensJoinToItsText() {
+    // "✓" (3 bytes) and "😀" (4) have no piece in tok512: each is byte-fallback tokens.
+    String text = " odd✓ed and 😀!";
+    try (TextTokenizer tok = TextTokenizer.load(SharedData.model("stories260K"), 1)) {
+      int[] ids = tok.encode(text, false);
+      String[] vocab = tok.vocabularyPieces(ids);
+      long byteTokens = java.util.Arrays.stream(vocab).filter(v -> v.startsWith("<0x")).count();
+      assertEquals(3 + 4, byteTokens, java.util.Arrays.toString(vocab));
+      String[] pieces = tok.pieces(ids);
+      String joined = String.join("", pieces);
+      // (Pieces decoded alone lose a word-initial space, as before: "▁and" is "and".)
+      assertTrue(joined.contains("odd✓ed") && joined.contains("😀!"), joined);
+      assertTrue(joined.indexOf('\uFFFD') < 0, joined);
+      // The character sits on its last byte's token; the earlier bytes' pieces are empty.
+      int first = java.util.Arrays.asList(vocab).indexOf("<0xE2>");
+      assertEquals(java.util.List.of("", "", "✓"),
+          java.util.List.of(pieces[first], pieces[first + 1], pieces[first + 2]));
+      // A character cut off (its last byte missing) keeps the replacement character.
+      int[] cut = java.util.Arrays.copyOf(ids, first + 2);
+      assertEquals("\uFFFD", tok.pieces(cut)[first + 1]);
+    }
+  }
 }

@@ -121,6 +121,7 @@ public final class ScoreStage {
     private static Row row(Row pool, int[] prompt, int[] resp, float[] le, float[] la,
         TextTokenizer.Tokens spans, TextTokenizer tok) {
       int n = resp.length;
+      checkFinite(pool.getLong(0), le, la, n);
       double sum = 0;
       for (int i = 0; i < n; i++) {
         sum += le[i] - la[i];
@@ -137,6 +138,27 @@ public final class ScoreStage {
       return RowFactory.create(pool.getLong(0), pool.getString(1), pool.getString(2),
           Tables.ints(prompt), Tables.ints(resp), Tables.floats(le), Tables.floats(la), n, n == 0 ? 0.0 : sum / n, sum,
           pieces, start, end);
+    }
+  }
+
+  /**
+   * Refuses a row whose log-probs are not all finite: a NaN would make its excess, its rank and
+   * every token selection built on it meaningless without a trace (finite weights are checked at
+   * load; this catches values that overflow at run time).
+   *
+   * @throws IllegalStateException naming the sample, the model side and the token
+   */
+  static void checkFinite(long sampleId, float[] expert, float[] amateur, int n) {
+    for (int i = 0; i < n; i++) {
+      String side = !Float.isFinite(expert[i]) ? "expert (source + adapter)"
+          : !Float.isFinite(amateur[i]) ? "base (source without adapter)" : null;
+      if (side != null) {
+        float v = side.startsWith("expert") ? expert[i] : amateur[i];
+        throw new IllegalStateException("score: sample_id " + sampleId + ": the " + side
+            + " log-prob of response token " + i + " of " + n + " is " + v + "; the model "
+            + "produces non-finite values for this sample (check its weights and the device's "
+            + "precision)");
+      }
     }
   }
 }

@@ -1,0 +1,30 @@
+package org.loratransplant.recipes;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertThrows;
+import static org.junit.jupiter.api.Assertions.assertTrue;
+
+import java.nio.file.Path;
+import java.util.List;
+import org.junit.jupiter.api.Test;
+import org.loratransplant.config.Experiment;
+import org.loratransplant.config.Settings;
+
+/** lt.titok values outside their range are refused by the conf check, naming the key. */
+class TitokSettingsTest {
+  static TitokSettings with(String set) {
+    return TitokSettings.from(new Experiment(Settings.load(Path.of("conf/default.conf"),
+        List.of(set))));
+  }
+
+  @Test
+  void topPOutsideZeroToOneIsRefused() {
+    for (String bad : List.of("2", "1.0001", "0", "-0.5")) {
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+          () -> with("lt.titok.generation.top-p=" + bad));
+      assertTrue(e.getMessage().contains("generation.top-p"), e.getMessage());
+    }
+    assertEquals(1.0, with("lt.titok.generation.top-p=1").topP());
+    assertEquals(0.9, with("lt.titok.generation.top-p=0.9").topP());
+  }
+}
