@@ -12,6 +12,7 @@ import org.loratransplant.pipeline.StageStore;
 import org.loratransplant.report.ComparisonPlot;
 import org.loratransplant.report.ComparisonReport;
 import org.loratransplant.report.ItemScores;
+import org.loratransplant.report.MeanOverSeeds;
 import org.loratransplant.report.ResultRow;
 
 /**
@@ -22,6 +23,36 @@ import org.loratransplant.report.ResultRow;
  */
 final class CompareReports {
   private CompareReports() {}
+
+  /**
+   * One matrix of the whole comparison: a row per method, a column per (task, target), each cell
+   * the metric's mean over seeds with its 95% interval (t over seeds; one run: its own interval).
+   */
+  static String overview(List<ResultRow> rows, List<String> methods, String metric) {
+    List<MeanOverSeeds.Summary> sums = MeanOverSeeds.of(rows);
+    Set<List<String>> columns = new LinkedHashSet<>();
+    rows.forEach(r -> columns.add(List.of(r.task(), r.target())));
+    StringBuilder sb = new StringBuilder("## Overview: ").append(metric)
+        .append(" (mean over seeds [95% interval])\n\n| method |");
+    columns.forEach(col -> sb.append(" ").append(col.get(0)).append(" → ").append(col.get(1))
+        .append(" |"));
+    sb.append("\n|---|").append("---|".repeat(columns.size())).append("\n");
+    for (String m : methods) {
+      sb.append("| ").append(m).append(" |");
+      for (List<String> col : columns) {
+        MeanOverSeeds.Summary s = MeanOverSeeds.find(sums, col.get(0), col.get(1), m, metric);
+        if (s == null && m.equals("expert")) {
+          // the expert is evaluated once per task, under the first target's column name
+          s = sums.stream().filter(x -> x.task().equals(col.get(0)) && x.method().equals(m)
+              && x.metric().equals(metric)).findFirst().orElse(null);
+        }
+        sb.append(s == null ? " — |" : String.format(" %.3f [%.3f, %.3f] |", s.mean(), s.lo(),
+            s.hi()));
+      }
+      sb.append("\n");
+    }
+    return sb.toString();
+  }
 
   static String write(StageStore store, CompareJob.CompareSettings c, List<ResultRow> rows,
       List<ItemScores> items) {
@@ -44,6 +75,9 @@ final class CompareReports {
         .append("Tasks ").append(c.tasks().size()).append(", targets ").append(c.targets())
         .append(", seeds ").append(c.seeds()).append(" (the training seed; each task's pool is ")
         .append("generated once with seed ").append(c.poolSeed()).append(").\n\n");
+    for (String m : main) {
+      md.append(overview(rows, c.methods(), m)).append("\n");
+    }
     md.append(ComparisonReport.markdown(rows, items, o));
     if (main.contains(ResultRow.CHOICE_ACCURACY)) {
       ComparisonReport.Options choice = new ComparisonReport.Options(c.methods(), "vanilla",
