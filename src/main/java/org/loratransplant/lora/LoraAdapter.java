@@ -86,6 +86,50 @@ public final class LoraAdapter implements Adapter, AutoCloseable {
     return new LoraAdapter(config, base, m, pairs);
   }
 
+  /** One projection's values in PEFT's layout: A {@code (r, in)} and B {@code (out, r)}, row-major. */
+  public record Matrices(float[] a, float[] b) {}
+
+  /**
+   * An adapter with given values (for adapters computed rather than trained, e.g. the
+   * training-free transfers). {@code values} must hold every target module of every adapted layer
+   * of {@code base}, each with the shapes {@code config.r()} and the base imply; errors name the
+   * module.
+   */
+  public static LoraAdapter of(LoraConfig config, ModelConfig base, NDManager parent,
+      Map<Key, Matrices> values) {
+    config.checkAgainst(base);
+    NDManager m = parent.newSubManager();
+    try {
+      Map<Key, Pair> pairs = new LinkedHashMap<>();
+      for (int l = 0; l < base.numLayers(); l++) {
+        if (!config.adapts(l)) {
+          continue;
+        }
+        for (Projection p : config.targetModules()) {
+          Key k = new Key(l, p);
+          Matrices v = values.get(k);
+          if (v == null) {
+            throw new IllegalArgumentException("no values for layer " + l + " " + p.moduleName());
+          }
+          int in = p.inFeatures(base);
+          int out = p.outFeatures(base);
+          if (v.a().length != config.r() * in || v.b().length != out * config.r()) {
+            throw new IllegalArgumentException("layer " + l + " " + p.moduleName() + ": A has "
+                + v.a().length + " values and B " + v.b().length + ", need " + config.r() + "x"
+                + in + " and " + out + "x" + config.r());
+          }
+          NDArray aT = m.create(v.a(), new Shape(config.r(), in)).transpose().duplicate();
+          NDArray bT = m.create(v.b(), new Shape(out, config.r())).transpose().duplicate();
+          pairs.put(k, new Pair(aT, bT));
+        }
+      }
+      return new LoraAdapter(config, base, m, pairs);
+    } catch (RuntimeException e) {
+      m.close();
+      throw e;
+    }
+  }
+
   public LoraConfig config() {
     return config;
   }

@@ -22,8 +22,10 @@ import java.util.zip.ZipOutputStream;
  * {@code code/__torch__.py} (the class source), {@code constants.pkl} (an empty tuple) and
  * {@code data.pkl}, a protocol-2 pickle that builds the module object from a dict of its
  * attributes ({@code GLOBAL __torch__ Cls, EMPTY_TUPLE, NEWOBJ, {attr: value}, BUILD}).
+ *
+ * <p>Public for other packages' small scripts (the transfer package's linear algebra).
  */
-final class TorchScriptArchive {
+public final class TorchScriptArchive {
   /**
    * The file format version written: 3 is the one PyTorch produces for programs that use none of
    * the operators whose meaning changed later (integer {@code div}, {@code full}), which ours do
@@ -38,7 +40,7 @@ final class TorchScriptArchive {
    * attributes (Boolean, Integer, Long or Double values) are {@code attributes}; the source must
    * declare each of them.
    */
-  static byte[] write(String className, String source, Map<String, Object> attributes) {
+  public static byte[] write(String className, String source, Map<String, Object> attributes) {
     ByteArrayOutputStream bytes = new ByteArrayOutputStream();
     try (ZipOutputStream zip = new ZipOutputStream(bytes)) {
       String root = "model/";
