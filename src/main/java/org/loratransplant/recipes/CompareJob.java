@@ -81,7 +81,11 @@ public final class CompareJob {
           Config preset = c.preset(method);
           String only = preset.hasPath("method.evaluate-only")
               ? preset.getString("method.evaluate-only") : "";
-          List<Integer> seeds = only.isEmpty() ? c.seeds() : List.of(c.seeds().get(0));
+          boolean transfer = preset.hasPath("method.transfer")
+              && !preset.getString("method.transfer").isEmpty();
+          // References and training-free transfers do not depend on the training seed.
+          boolean seeded = only.isEmpty() && !transfer;
+          List<Integer> seeds = seeded ? c.seeds() : List.of(c.seeds().get(0));
           for (int seed : seeds) {
             Map<String, Object> over = new LinkedHashMap<>();
             over.put("titok.target-model", target);
@@ -91,6 +95,7 @@ public final class CompareJob {
                 method + " on " + targetName + " seed " + seed);
             String dir = only.equals("expert") ? task + "/expert"
                 : only.equals("vanilla") ? task + "/" + targetName + "/vanilla"
+                : transfer ? task + "/" + targetName + "/" + method
                 : task + "/" + targetName + "/" + method + "/seed-" + seed;
             out.add(new Cell(task, targetName, method, seed, s, dir));
           }

@@ -20,7 +20,8 @@ import org.loratransplant.config.Experiment;
  */
 public record MethodSettings(String name, String queries, String sampleFilter,
     String tokenSelection, String structuralTokens, String objective, double kdWeight,
-    double kdTemperature, boolean discriminator, String evaluateOnly, Tune tune) {
+    double kdTemperature, boolean discriminator, String evaluateOnly, Tune tune,
+    String transfer) {
 
   /** Candidates tried on the validation split; 100 % is always among the k candidates. */
   public record Tune(boolean enabled, List<Double> kPercent, List<Integer> samples,
@@ -46,6 +47,11 @@ public record MethodSettings(String name, String queries, String sampleFilter,
     }
   }
 
+  /** Whether the method's rows depend on the training seed (references and transfers do not). */
+  public boolean seeded() {
+    return evaluateOnly.isEmpty() && transfer.isEmpty();
+  }
+
   public static MethodSettings from(Experiment exp) {
     Config m = exp.section("method");
     try {
@@ -59,13 +65,17 @@ public record MethodSettings(String name, String queries, String sampleFilter,
         throw new IllegalArgumentException("evaluate-only must be empty, vanilla or expert, got '"
             + only + "'");
       }
+      String transfer = m.getString("transfer");
+      if (!transfer.isEmpty()) {
+        org.loratransplant.transfer.Method.parse(transfer);
+      }
       Config t = m.getConfig("tune");
       return new MethodSettings(m.getString("name"), queries, m.getString("sample-filter"),
           m.getString("token-selection"), m.getString("structural-tokens"),
           m.getString("objective"), m.getDouble("kd.weight"), m.getDouble("kd.temperature"),
           m.getBoolean("discriminator"), only, new Tune(t.getBoolean("enabled"),
           t.getDoubleList("k-percent"), t.getIntList("samples"), t.getDoubleList("learning-rate"),
-          t.getDouble("validation-fraction")));
+          t.getDouble("validation-fraction")), transfer);
     } catch (ConfigException | IllegalArgumentException e) {
       throw new IllegalArgumentException("lt.method: " + e.getMessage(), e);
     }

@@ -167,7 +167,16 @@ public final class Transplant {
   /** The stages of this transplant, pool stages first. */
   public Recipe recipe() {
     List<Stage> stages = new ArrayList<>();
-    if (m.evaluateOnly().isEmpty()) {
+    if (!m.transfer().isEmpty()) {
+      String key = Keys.of("transfer", m.transfer(), exp.raw().getConfig("transfer"),
+          t.sourceModel(), sourceFingerprint(), t.targetModel());
+      stages.add(Stage.of("transfer", List.of(t.sourceModel(), t.sourceAdapter(),
+          t.targetModel()), cellStore, List.of(ADAPTER), key, this::transfer));
+      String evalKey = Keys.of("evaluate", key, exp.raw().getConfig("eval"), fullReport,
+          exp.taskFile().toAbsolutePath().normalize(), exp.testFraction(), exp.splitSeed());
+      stages.add(Stage.of("evaluate", List.of(cellStore.path(ADAPTER),
+          exp.taskFile().toString()), cellStore, List.of(EVALUATION), evalKey, this::evaluate));
+    } else if (m.evaluateOnly().isEmpty()) {
       PoolStages pool = new PoolStages(spark, pool(), split.seedExamples(t.seedExamples()),
           poolStore, sourceFingerprint(), Keys.of(exp.taskFile().toAbsolutePath().normalize(),
               exp.testFraction(), exp.splitSeed(), t.seedExamples()));
@@ -318,6 +327,39 @@ public final class Transplant {
     }
   }
 
+  /**
+   * A training-free transfer of the source adapter to the target (no pool, no training): the
+   * adapter and its per-module report. When no module passes, the adapter directory holds the
+   * report alone and the target is evaluated as it is.
+   */
+  private ObjectNode transfer() {
+    var ts = new org.loratransplant.transfer.TransferSettings(
+        org.loratransplant.transfer.Method.parse(m.transfer()),
+        exp.raw().getInt("transfer.rank"), exp.raw().getDouble("transfer.similarity-threshold"),
+        exp.seed());
+    var r = org.loratransplant.transfer.Transfer.run(ts, Path.of(t.sourceModel()),
+        Path.of(t.sourceAdapter()), Path.of(t.targetModel()));
+    try {
+      Path local = Files.createTempDirectory("lt-transfer-").resolve(ADAPTER);
+      if (r.transferred() > 0) {
+        r.write(local);
+      } else {
+        Files.createDirectories(local);
+        Files.writeString(local.resolve(org.loratransplant.transfer.TransferReport.JSON_FILE),
+            org.loratransplant.transfer.TransferReport.json(r));
+        Files.writeString(local.resolve(org.loratransplant.transfer.TransferReport
+            .MARKDOWN_FILE), org.loratransplant.transfer.TransferReport.markdown(r));
+      }
+      cellStore.commitLocalDirectory(local, ADAPTER, RecipeRunner.PENDING);
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    ObjectNode st = JSON.createObjectNode();
+    st.put("modules", r.modules().size());
+    st.put("transferred", r.transferred());
+    return st;
+  }
+
   /** Name of the system a cell's evaluation reports. */
   private String systemName() {
     return Path.of(t.targetModel()).getFileName() + " + " + m.name();
@@ -330,7 +372,8 @@ public final class Transplant {
     Path adapterDir = cellStore.localCopy(ADAPTER);
     try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
         Devices.choose(t.device()));
-        LoraAdapter a = PeftFormat.read(adapterDir, target.config(), target.model().manager())) {
+        LoraAdapter a = PeftFormat.isAdapterDir(adapterDir) ? PeftFormat.read(adapterDir,
+            target.config(), target.model().manager()) : null) {
       String name = Path.of(t.targetModel()).getFileName().toString();
       if (fullReport) {
         reports.add(ev.evaluate(name + " (vanilla)", target, null, split.test(), answers));

@@ -58,7 +58,7 @@ class CompareJobTest {
         "lt.compare.tasks=[\"" + task() + "\"]",
         "lt.compare.targets=[\"" + model("llama2xs") + "\"]",
         "lt.compare.seeds=[1, 2]",
-        "lt.compare.methods=[vanilla, expert, sft, titok]",
+        "lt.compare.methods=[vanilla, expert, sft, titok, lora-x]",
         "lt.compare.paired=[\"titok:sft\"]",
         "lt.compare.experts-dir=" + experts,
         "lt.titok.source-model=" + model("stories260K"),
@@ -76,10 +76,11 @@ class CompareJobTest {
   void everyCellRunsOnOneSharedPoolAndTheReportComesBackOnARerun() throws Exception {
     String out = tmp.resolve("cmp").toString();
     CompareJob job = new CompareJob(spark, settings(out), false);
-    // vanilla and expert once (no seed dependence), sft and titok per seed
-    assertEquals(6, job.cells().size());
+    // vanilla, expert and the training-free lora-x once (no seed dependence), sft and titok
+    // per seed
+    assertEquals(7, job.cells().size());
     String report = job.run();
-    for (String m : List.of("vanilla", "expert", "sft", "titok")) {
+    for (String m : List.of("vanilla", "expert", "sft", "titok", "lora-x")) {
       assertTrue(report.contains("| " + m + " "), m + " row in:\n" + report);
     }
     assertTrue(report.contains("McNemar"), report);
@@ -89,20 +90,24 @@ class CompareJobTest {
       assertEquals(1, dirs.filter(d -> d.getFileName().toString().startsWith("pool-")).count());
     }
     for (String cell : List.of("llama2xs/sft/seed-1", "llama2xs/sft/seed-2",
-        "llama2xs/titok/seed-1", "llama2xs/titok/seed-2", "llama2xs/vanilla", "expert")) {
+        "llama2xs/titok/seed-1", "llama2xs/titok/seed-2", "llama2xs/vanilla", "expert",
+        "llama2xs/lora-x")) {
       assertTrue(Files.isRegularFile(taskDir.resolve(cell).resolve("evaluation")
           .resolve("evaluation.json")), cell);
     }
     // results.json: the declared fields, one row per cell and metric (4 metrics: closed answers).
     JsonNode rows = SharedData.json(Path.of(out, "results.json"));
-    assertEquals(6 * 4, rows.size());
+    assertEquals(7 * 4, rows.size());
     for (String f : List.of("task", "source", "target", "method", "seed", "metric", "value",
         "ci_low", "ci_high", "n")) {
       assertTrue(rows.get(0).has(f), f);
     }
     // The same rows as Parquet, queryable.
     StageStore store = new StageStore(spark, out);
-    assertEquals(24, store.read(Tables.RESULTS).count());
+    assertEquals(28, store.read(Tables.RESULTS).count());
+    // The transfer's per-module report sits beside its adapter.
+    assertTrue(Files.isRegularFile(taskDir.resolve("llama2xs/lora-x/adapter")
+        .resolve("transfer_report.json")));
     assertEquals(100, store.read(Tables.RESULTS).where("method = 'vanilla'").first()
         .<Integer>getAs("n"));
     BufferedImage png = ImageIO.read(Path.of(out, "plot-exact_match.png").toFile());
