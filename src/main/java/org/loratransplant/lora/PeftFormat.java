@@ -12,7 +12,6 @@ import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.EnumSet;
 import java.util.HashSet;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -77,10 +76,19 @@ public final class PeftFormat {
       throw new IllegalArgumentException(where + "bias '" + c.get("bias").asText()
           + "' is not supported (none)");
     }
-    for (String f : new String[] {"rank_pattern", "alpha_pattern"}) {
-      if (c.hasNonNull(f) && c.get(f).size() > 0) {
-        throw new IllegalArgumentException(where + f + " is not supported (per-module ranks)");
-      }
+    if (c.hasNonNull("rank_pattern") && c.get("rank_pattern").size() > 0) {
+      throw new IllegalArgumentException(where + "rank_pattern is not supported (per-module "
+          + "ranks)");
+    }
+    if (c.hasNonNull("alpha_pattern") && c.get("alpha_pattern").size() > 0) {
+      throw new IllegalArgumentException(where + "alpha_pattern is not supported (per-module "
+          + "lora_alpha; one lora_alpha applies to every module)");
+    }
+    JsonNode exclude = c.get("exclude_modules");
+    if (exclude != null && !exclude.isNull()
+        && (exclude.isTextual() ? !exclude.asText().isEmpty() : exclude.size() > 0)) {
+      throw new IllegalArgumentException(where + "exclude_modules is not supported (" + exclude
+          + "); list the adapted modules in target_modules instead");
     }
     if (c.hasNonNull("modules_to_save") && c.get("modules_to_save").size() > 0) {
       throw new IllegalArgumentException(where + "modules_to_save is not supported");
@@ -92,18 +100,15 @@ public final class PeftFormat {
       throw new IllegalArgumentException(where + "lora_alpha must be a number");
     }
     JsonNode tm = c.get("target_modules");
-    Set<Projection> targets = EnumSet.noneOf(Projection.class);
     if (tm == null || !(tm.isArray() || tm.isTextual())) {
       throw new IllegalArgumentException(where + "target_modules must be a list of module names");
     }
+    List<String> names = new ArrayList<>();
     for (JsonNode n : tm.isArray() ? tm : JSON.createArrayNode().add(tm)) {
-      Projection p = Projection.fromModuleName(n.asText());
-      if (p == null) {
-        throw new IllegalArgumentException(where + "target module '" + n.asText() + "' is not a "
-            + "projection of a Llama-family decoder (q/k/v/o/gate/up/down_proj)");
-      }
-      targets.add(p);
+      names.add(n.asText());
     }
+    TargetModules.Resolved resolved = TargetModules.resolve(names, where);
+    Set<Projection> targets = resolved.projections();
     List<Integer> layers = new ArrayList<>();
     JsonNode lt = c.get("layers_to_transform");
     if (lt != null && !lt.isNull()) {
@@ -114,6 +119,21 @@ public final class PeftFormat {
       } else {
         throw new IllegalArgumentException(where + "layers_to_transform must be an int or a list");
       }
+    }
+    if (!resolved.layers().isEmpty()) {
+      // Full module names select their layers; with layers_to_transform too, PEFT adapts a
+      // layer only when both select it.
+      List<Integer> both = new ArrayList<>(resolved.layers());
+      if (!layers.isEmpty()) {
+        both.retainAll(layers);
+      }
+      if (both.isEmpty()) {
+        throw new IllegalArgumentException(where + "target_modules name layers "
+            + resolved.layers() + " but layers_to_transform is " + layers + ": no layer is "
+            + "adapted");
+      }
+      layers.clear();
+      layers.addAll(both);
     }
     return new LoraConfig(c.get("r").asInt(), c.get("lora_alpha").asDouble(),
         c.path("lora_dropout").asDouble(0), targets, layers, c.path("use_rslora").asBoolean(false),
@@ -263,7 +283,7 @@ public final class PeftFormat {
     Map<String, Object> m = new LinkedHashMap<>();
     m.put("alpha_pattern", Map.of());
     m.put("auto_mapping", null);
-    m.put("base_model_name_or_path", c.baseModel());
+    m.put("base_model_name_or_path", baseModelField(c.baseModel()));
     m.put("bias", "none");
     m.put("fan_in_fan_out", false);
     m.put("inference_mode", true);
@@ -294,6 +314,26 @@ public final class PeftFormat {
     m.put("use_dora", false);
     m.put("use_rslora", c.useRslora());
     return PythonJson.dumps(m);
+  }
+
+  /**
+   * What {@code base_model_name_or_path} records. PEFT's {@code AutoPeftModelForCausalLM
+   * .from_pretrained(adapter)} loads the base from this string as given, relative to the
+   * <em>reader's</em> working directory, so a path as typed ({@code ../shared/models/stories260K})
+   * breaks as soon as the adapter is used from another folder. A base that is a directory here is
+   * therefore written as its absolute normalised path, which loads from anywhere on this machine
+   * (and names the base unambiguously elsewhere); a hub id or any other name is kept as given.
+   */
+  static String baseModelField(String baseModel) {
+    if (baseModel.isEmpty()) {
+      return baseModel;
+    }
+    try {
+      Path p = Path.of(baseModel);
+      return Files.isDirectory(p) ? p.toAbsolutePath().normalize().toString() : baseModel;
+    } catch (java.nio.file.InvalidPathException e) {
+      return baseModel;
+    }
   }
 
   /** Deletes a directory tree (adapter directories, training checkpoints). */
