@@ -97,4 +97,25 @@ class RecipeRunnerTest {
         Map.of("e", 2), "elsewhere/two.conf"));
     assertEquals(Keys.of(f1), Keys.of(f2));
   }
+
+  /**
+   * A stage key made from a settings record holding a map must not depend on the order the map
+   * was filled in (Map.copyOf iterates in an order that changes from JVM to JVM).
+   */
+  @Test
+  void selectSettingsTextIsTheSameWhateverTheMapOrder() {
+    var a = new java.util.LinkedHashMap<String, Long>();
+    a.put("True", 60L);
+    a.put("False", 90L);
+    var b = new java.util.LinkedHashMap<String, Long>();
+    b.put("False", 90L);
+    b.put("True", 60L);
+    var sa = new org.loratransplant.pipeline.select.SelectSettings("m", 10, "balanced", "word",
+        70, false, 4, "keep", 1, a);
+    var sb = new org.loratransplant.pipeline.select.SelectSettings("m", 10, "balanced", "word",
+        70, false, 4, "keep", 1, b);
+    assertEquals(sa.toString(), sb.toString());
+    assertEquals(Keys.of("select", sa), Keys.of("select", sb));
+    assertEquals(List.of("False", "True"), List.copyOf(sa.classCounts().keySet()));
+  }
 }

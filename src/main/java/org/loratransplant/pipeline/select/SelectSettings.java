@@ -40,7 +40,9 @@ public record SelectSettings(String sourceModel, int samples, String sampleFilte
     if (group < 1) {
       throw new IllegalArgumentException("selection group must be >= 1, got " + group);
     }
-    classCounts = Map.copyOf(classCounts);
+    // Sorted: the record's text is part of the select stage's key, and Map.copyOf's iteration
+    // order changes from JVM to JVM (a rerun in a new JVM redid complete stages).
+    classCounts = java.util.Collections.unmodifiableMap(new java.util.TreeMap<>(classCounts));
   }
 
   private static void check(String key, String value, List<String> allowed) {
