@@ -52,6 +52,13 @@ public record MethodSettings(String name, String queries, String sampleFilter,
     return evaluateOnly.isEmpty() && transfer.isEmpty();
   }
 
+  private static void check(String key, String value, List<String> allowed) {
+    if (!allowed.contains(value)) {
+      throw new IllegalArgumentException(key + " must be one of " + allowed + ", got '" + value
+          + "'");
+    }
+  }
+
   public static MethodSettings from(Experiment exp) {
     Config m = exp.section("method");
     try {
@@ -69,6 +76,13 @@ public record MethodSettings(String name, String queries, String sampleFilter,
       if (!transfer.isEmpty()) {
         org.loratransplant.transfer.Method.parse(transfer);
       }
+      check("sample-filter", m.getString("sample-filter"),
+          org.loratransplant.pipeline.select.SelectSettings.SAMPLE_FILTERS);
+      check("token-selection", m.getString("token-selection"),
+          org.loratransplant.pipeline.select.SelectSettings.TOKEN_MODES);
+      check("structural-tokens", m.getString("structural-tokens"),
+          org.loratransplant.pipeline.select.SelectSettings.STRUCTURAL);
+      check("objective", m.getString("objective"), List.of("ce", "kd"));
       Config t = m.getConfig("tune");
       return new MethodSettings(m.getString("name"), queries, m.getString("sample-filter"),
           m.getString("token-selection"), m.getString("structural-tokens"),

@@ -95,12 +95,13 @@ public final class TitokJob {
   }
 
   private ObjectNode runLocked(String lastStage) {
+    // The expert first: the recipe's keys hash its adapter's weights.
+    Experts.ensure(s, exp.taskFile());
     Recipe recipe = transplant.recipe();
     if (!recipe.stageNames().contains(lastStage)) {
       throw new IllegalArgumentException("unknown stage '" + lastStage + "' (" + recipe
           .stageNames() + ")");
     }
-    Experts.ensure(s, exp.taskFile());
     checkRun();
     MethodSettings m = transplant.method();
     LOG.info("{} run at {}: {} -> {} on {} (M={}, pool {}, k={}%, tokens {}, selection per {})",

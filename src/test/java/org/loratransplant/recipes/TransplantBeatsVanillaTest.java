@@ -46,6 +46,6 @@ class TransplantBeatsVanillaTest {
     // The tuning tried 70 % and 100 % on the validation split, never the test split.
     JsonNode tuning = SharedData.json(tmp.resolve("run/tuning/tuning.json"));
     assertEquals(2, tuning.get("candidates").size());
-    assertEquals(30, tuning.get("validation_examples").asInt(), "30% of the 150 training rows");
+    assertEquals(45, tuning.get("validation_examples").asInt(), "30% of the 150 training rows");
   }
 }
