@@ -12,7 +12,7 @@ public final class Main {
     Map<String, Command> m = new LinkedHashMap<>();
     for (Command c : List.of(new GenerateCommand(), new LogprobsCommand(), new TrainLoraCommand(),
         new EvaluateCommand(), new TitokCommand(), new CompareCommand(), new SqlCommand(),
-        new BenchRuntimeCommand(), new TransferCommand())) {
+        new BenchRuntimeCommand(), new TransferCommand(), new MigrateLayerCommand())) {
       m.put(c.name(), c);
     }
     return m;

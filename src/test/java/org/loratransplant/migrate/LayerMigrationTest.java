@@ -238,6 +238,13 @@ class LayerMigrationTest {
       assertEquals(List.of(2, 1, 0), LayerMigration.chain(2, 0, 3));
       assertThrows(IllegalArgumentException.class, () -> LayerMigration.chain(2, 2, 3));
       assertThrows(IllegalArgumentException.class, () -> LayerMigration.chain(3, 1, 3));
+      try (LoraAdapter everyLayer = LoraAdapter.create(new LoraConfig(2, 4, 0,
+          EnumSet.of(Projection.DOWN_PROJ), List.of(), false, ""), lm.config(),
+          lm.model().manager(), 1)) {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+            () -> LayerMigration.onlyLayer(everyLayer));
+        assertTrue(e.getMessage().contains("[0, 1, 2]"), e.getMessage());
+      }
     }
   }
 }
