@@ -102,6 +102,34 @@ public final class AdaLoraAdapter implements Adapter, AutoCloseable {
     }
   }
 
+  /**
+   * A fresh adapter as PEFT initialises one: lambda 0 (so the adapted model starts equal to the
+   * base), A and B normal with std 0.02, from a seeded Java RNG in a fixed order.
+   */
+  public static AdaLoraAdapter create(AdaLoraConfig config, ModelConfig base, NDManager parent,
+      long seed) {
+    java.util.SplittableRandom rng = new java.util.SplittableRandom(seed);
+    Map<Key, float[][]> values = new LinkedHashMap<>();
+    int r = config.initR();
+    for (int l = 0; l < base.numLayers(); l++) {
+      if (!config.adapts(l)) {
+        continue;
+      }
+      for (org.loratransplant.model.Projection p : config.targetModules()) {
+        float[] a = new float[r * p.inFeatures(base)];
+        float[] b = new float[p.outFeatures(base) * r];
+        for (int i = 0; i < a.length; i++) {
+          a[i] = (float) (rng.nextGaussian() * 0.02);
+        }
+        for (int i = 0; i < b.length; i++) {
+          b[i] = (float) (rng.nextGaussian() * 0.02);
+        }
+        values.put(new Key(l, p), new float[][] {a, new float[r], b});
+      }
+    }
+    return of(config, base, parent, values, Map.of(), Map.of());
+  }
+
   static boolean[] all(int r) {
     boolean[] b = new boolean[r];
     java.util.Arrays.fill(b, true);
