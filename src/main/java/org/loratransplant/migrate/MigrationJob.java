@@ -174,11 +174,11 @@ public final class MigrationJob {
     o.put("seconds", seconds);
     o.put("exact_match", r.exactMatch().value());
     putKept(o, "exact_match_kept", r.exactMatch().value(), ref.base().exactMatch().value(),
-        ref.expert().exactMatch().value());
+        ref.expert().exactMatch().value(), r.n());
     if (r.choiceAccuracy() != null) {
       o.put("choice_accuracy", r.choiceAccuracy().value());
       putKept(o, "choice_accuracy_kept", r.choiceAccuracy().value(),
-          ref.base().choiceAccuracy().value(), ref.expert().choiceAccuracy().value());
+          ref.base().choiceAccuracy().value(), ref.expert().choiceAccuracy().value(), r.n());
     }
     o.put("kl_to_expert", kl);
     if (ref.klBase() > 0) {
@@ -191,9 +191,13 @@ public final class MigrationJob {
     return o;
   }
 
-  /** {@code (score - base) / (expert - base)}; absent when the expert gains nothing. */
-  private static void putKept(ObjectNode o, String field, double v, double base, double expert) {
-    if (Math.abs(expert - base) > 1e-12) {
+  /**
+   * {@code (score - base) / (expert - base)}; null unless the expert beats the base by more than
+   * one example of {@code n} (a smaller gain makes the ratio noise).
+   */
+  private static void putKept(ObjectNode o, String field, double v, double base, double expert,
+      int n) {
+    if (expert - base > 1.5 / n) {
       o.put(field, (v - base) / (expert - base));
     } else {
       o.putNull(field);
