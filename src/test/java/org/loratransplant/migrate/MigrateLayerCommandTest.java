@@ -82,6 +82,16 @@ class MigrateLayerCommandTest {
     assertEquals(0, rows.get(1).get("kl_to_expert").asDouble(), 1e-9);
     assertTrue(rows.get(0).get("kl_to_expert").asDouble() > 0);
     assertTrue(Files.readString(out.resolve("migration.md")).contains("| step 2: 3 -> 2 | 2 |"));
+    // synthetic data: samples of the expert instead of the task's texts
+    Path syn = tmp.resolve("syn");
+    assertEquals(0, Main.run(new String[] {"migrate-layer", "--model", model.toString(),
+        "--adapter", adapter.toString(), "--to", "3", "--out", syn.toString(), "--task",
+        task.toString(), "--device", "cpu", "--set", "lt.train.epochs=1", "--set",
+        "lt.eval.max-new-tokens=2", "--set", "lt.migrate.data=synthetic", "--set",
+        "lt.migrate.synthetic-samples=8", "--set", "lt.migrate.synthetic-tokens=16"}));
+    JsonNode s = SharedData.json(syn.resolve("migration.json"));
+    assertEquals("synthetic", s.get("data").asText());
+    assertEquals(3, s.get("rows").size());
     // a --from that is not the adapter's layer is a usage error
     int bad = Main.run(new String[] {"migrate-layer", "--model", model.toString(), "--adapter",
         out.resolve("step-1-layer-3").toString(), "--from", "4", "--to", "2", "--out",
