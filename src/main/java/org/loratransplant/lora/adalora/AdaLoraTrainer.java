@@ -31,6 +31,8 @@ import org.loratransplant.train.objective.TokenBatch;
  * {@code totalStep} must equal the number of steps ({@link #steps}).
  */
 public final class AdaLoraTrainer {
+  private static final org.slf4j.Logger LOG = org.slf4j.LoggerFactory.getLogger(
+      AdaLoraTrainer.class);
   private final TrainerConfig config;
 
   public AdaLoraTrainer(TrainerConfig config) {
@@ -86,7 +88,17 @@ public final class AdaLoraTrainer {
                     .mul((float) ac.orthRegWeight()));
               }
               gc.backward(loss);
-              losses.add((double) loss.getFloat());
+              double v = loss.getFloat();
+              if (!Double.isFinite(v)) {
+                throw new IllegalStateException("AdaLoRA training diverged at step " + step
+                    + " (loss " + v + "; losses so far " + losses + ")");
+              }
+              losses.add(v);
+              if (config.logEvery() > 0 && (step + 1) % config.logEvery() == 0) {
+                LOG.info(String.format("adalora step %d/%d loss %.4f kept %d triplets",
+                    step + 1, total, v, adapter.modules().values().stream()
+                        .mapToInt(AdaLoraAdapter.Triplets::rank).sum()));
+              }
             }
           }
           List<NDArray> grads = new ArrayList<>();
