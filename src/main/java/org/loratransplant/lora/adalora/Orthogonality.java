@@ -41,6 +41,8 @@ public final class Orthogonality {
   private static NDArray frobenius(NDArray cov) {
     long r = cov.getShape().get(0);
     NDArray eye = cov.getManager().eye((int) r);
-    return cov.sub(eye).square().sum().sqrt();
+    // + 1e-12 under the root: the norm's gradient d/d x = x / ||x|| is 0/0 where a factor is
+    // exactly orthonormal in float32 (training then went to NaN); the value moves by < 1e-6.
+    return cov.sub(eye).square().sum().add(1e-12f).sqrt();
   }
 }
