@@ -45,7 +45,7 @@ public final class TrainLoraCommand implements Command {
       throw new UsageException(plan.out() + " holds " + (o.has("adalora") ? "a LoRA" : "an "
           + "AdaLoRA") + " trained with these settings; choose another --out or pass --force");
     }
-    if (plan.upToDate()) {
+    if (plan.upToDate() && !o.has("adalora")) { // lt.adalora is not in the plan's hash
       System.err.println("lt train-lora: " + plan.out() + " already holds an adapter trained "
           + "with these settings (use --force to retrain)");
       return 0;
