@@ -71,6 +71,7 @@ public final class AdaLoraTrainer {
     try (NDManager opt = lm.model().manager().newSubManager()) {
       AdamW adam = new AdamW(params, config.weightDecay(), opt);
       int step = 0;
+      int skipped = 0;
       for (int e = 0; e < config.epochs(); e++) {
         int[] order = shuffle(data.size(), config.seed() * 1_000_003L + e);
         for (int s = 0; s < data.size(); s += config.batchSize()) {
@@ -103,9 +104,19 @@ public final class AdaLoraTrainer {
           }
           List<NDArray> grads = new ArrayList<>();
           params.forEach(p -> grads.add(p.getGradient()));
-          clip(grads);
-          adam.step(params, grads, lr.rate(step));
-          allocate(adapter, allocator, schedule, pattern, step, total - ac.tfinal());
+          if (clip(grads)) {
+            adam.step(params, grads, lr.rate(step));
+            allocate(adapter, allocator, schedule, pattern, step, total - ac.tfinal());
+          } else {
+            // a non-finite gradient (seen with the orthogonality term on stories260K, cause not
+            // yet found) would turn every parameter NaN: skip the update, as a loss scaler does
+            skipped++;
+            for (NDArray g : grads) {
+              g.set(new float[(int) g.size()]); // inf - inf would leave NaN in the buffer
+            }
+            LOG.warn("adalora step {}: non-finite gradient, update skipped ({} so far)",
+                step + 1, skipped);
+          }
           for (NDArray g : grads) {
             g.subi(g);
             g.close();
@@ -118,20 +129,25 @@ public final class AdaLoraTrainer {
     return new Result(losses, pattern);
   }
 
-  private void clip(List<NDArray> grads) {
-    if (config.maxGradNorm() <= 0) {
-      return;
-    }
+  /** Clips to max-grad-norm; false when a gradient is not finite. */
+  private boolean clip(List<NDArray> grads) {
     double sq = 0;
     for (NDArray g : grads) {
       try (NDArray s = g.square().sum()) {
         sq += s.getFloat();
       }
     }
+    if (!Double.isFinite(sq)) {
+      return false;
+    }
+    if (config.maxGradNorm() <= 0) {
+      return true;
+    }
     double coef = config.maxGradNorm() / (Math.sqrt(sq) + 1e-6);
     if (coef < 1) {
       grads.forEach(g -> g.muli((float) coef));
     }
+    return true;
   }
 
   /** PEFT's update_and_allocate for one step. */
