@@ -90,8 +90,11 @@ public final class AdaLoraAdapter implements Adapter, AutoCloseable {
             e[i] = 0f;
           }
         }
-        NDArray aT = m.create(a, new Shape(r, in)).transpose().duplicate();
-        NDArray bT = m.create(b, new Shape(outF, r)).transpose().duplicate();
+        // transposed here, not with transpose().duplicate(): a strided parameter breaks
+        // autograd's gradient layout contract, and training then read a stale gradient buffer
+        // (NaN after ~100 steps, once a native crash)
+        NDArray aT = m.create(AdaLoraTrainer.transpose(a, r, in), new Shape(in, r));
+        NDArray bT = m.create(AdaLoraTrainer.transpose(b, outF, r), new Shape(r, outF));
         out.put(k, new Triplets(aT, m.create(e, new Shape(r)), bT, keep.clone(),
             ranknum.getOrDefault(k, (float) r)));
       }

@@ -108,12 +108,9 @@ public final class AdaLoraTrainer {
             adam.step(params, grads, lr.rate(step));
             allocate(adapter, allocator, schedule, pattern, step, total - ac.tfinal());
           } else {
-            // a non-finite gradient (seen with the orthogonality term on stories260K, cause not
-            // yet found) would turn every parameter NaN: skip the update, as a loss scaler does
+            // a non-finite gradient would turn every parameter NaN: skip the update, as a loss
+            // scaler does
             skipped++;
-            for (NDArray g : grads) {
-              g.set(new float[(int) g.size()]); // inf - inf would leave NaN in the buffer
-            }
             LOG.warn("adalora step {}: non-finite gradient, update skipped ({} so far)",
                 step + 1, skipped);
           }
