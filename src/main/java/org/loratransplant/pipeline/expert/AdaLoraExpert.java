@@ -22,9 +22,8 @@ import org.loratransplant.train.TrainingExample;
  * {@code jobs/lt train-lora --adalora}: the same job as {@link ExpertTraining} with an AdaLoRA
  * instead of a LoRA. {@code init_r}, alpha, target modules and layers come from {@code lt.lora};
  * dropout and the budget from {@code lt.adalora} (tinit and tfinal as fractions of the run's
- * steps, PEFT's other fields as named). Writes PEFT's AdaLoRA layout. Dropout defaults to 0: with
- * lt.lora's 0.05 and the orthogonality term the stories260K boolean run went to NaN at step 23
- * (without either it trains; the cause is not yet found).
+ * steps, PEFT's other fields as named). Writes PEFT's AdaLoRA layout. Dropout defaults to 0, as
+ * in the measured runs (the NaN first blamed on dropout was strided parameters, since fixed).
  */
 public final class AdaLoraExpert {
   private AdaLoraExpert() {}
