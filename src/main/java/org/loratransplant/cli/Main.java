@@ -12,8 +12,8 @@ public final class Main {
     Map<String, Command> m = new LinkedHashMap<>();
     for (Command c : List.of(new GenerateCommand(), new LogprobsCommand(), new TrainLoraCommand(),
         new EvaluateCommand(), new TitokCommand(), new CompareCommand(), new SqlCommand(),
-        new BenchRuntimeCommand(), new TransferCommand(),
-        new CompressCommand())) {
+        new BenchRuntimeCommand(), new TransferCommand(), new CompressCommand(),
+        new MigrateLayerCommand())) {
       m.put(c.name(), c);
     }
     return m;

@@ -43,6 +43,13 @@ final class ModelCli {
       return new Loaded(lm, null);
     }
     try {
+      if (org.loratransplant.lora.adalora.AdaLoraFormat.isAdaLora(o.path("adapter"))) {
+        if (o.has("merged")) {
+          throw new UsageException("--merged is not supported for AdaLoRA adapters");
+        }
+        return new Loaded(lm, org.loratransplant.lora.adalora.AdaLoraFormat.read(
+            o.path("adapter"), lm.config(), lm.model().manager()));
+      }
       LoraAdapter a = PeftFormat.read(o.path("adapter"), lm.config(), lm.model().manager());
       if (o.has("merged")) {
         a.merge(lm.model());

@@ -99,7 +99,10 @@ public final class ExpertTraining {
     if (!Files.isDirectory(modelDir)) {
       throw new IllegalArgumentException("model directory " + modelDir + " does not exist");
     }
+    // lt.migrate and lt.adalora do not change a LoRA expert: adapters trained before they existed
+    // stay up to date (train-lora --adalora does not use this shortcut)
     String hash = Settings.hash(settings.config().withoutPath("eval").withoutPath("device")
+        .withoutPath("migrate").withoutPath("adalora")
         .withFallback(ConfigFactory.parseMap(Map.of("model",
             modelDir.toAbsolutePath().normalize().toString()))));
     boolean upToDate = false;
