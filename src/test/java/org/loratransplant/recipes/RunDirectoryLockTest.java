@@ -39,7 +39,7 @@ class RunDirectoryLockTest {
     Settings titok = Settings.load(Path.of("conf/default.conf"), List.of(
         "lt.titok.out=" + out, "lt.titok.source-model=" + model("stories260K"),
         // Never reached: the lock comes first.
-        "lt.titok.source-adapter=" + tmp.resolve("no-adapter"),
+        "lt.titok.source-adapter=" + tmp.resolve("no-adapter"), "lt.titok.expert-conf=",
         "lt.titok.target-model=" + model("llama2xs"), "lt.task.file=" + task()));
     Settings compare = Settings.load(Path.of("conf/default.conf"), List.of(
         "lt.compare.out=" + out, "lt.compare.tasks=[\"" + task() + "\"]",
