@@ -3,7 +3,6 @@ package org.loratransplant.discriminate;
 import java.util.ArrayList;
 import java.util.List;
 import java.util.Map;
-import java.util.TreeSet;
 import org.loratransplant.model.Adapter;
 import org.loratransplant.model.GenerationParams;
 import org.loratransplant.model.LanguageModel;
@@ -94,30 +93,13 @@ public final class SyntheticRows {
     return out;
   }
 
-  /** Ids whose piece holds a newline, plus eos: generation stops at the end of a line. */
+  /** Generation stops at the end of a line, as in the generate stage. */
   static int[] lineStops(LanguageModel lm) {
-    // the same rule as GenerateStage.lineStops (package-private there)
-    TreeSet<Integer> stops = new TreeSet<>();
-    for (int e : lm.eosIds()) {
-      stops.add(e);
-    }
-    int v = lm.config().vocabSize();
-    int[] all = new int[v];
-    for (int i = 0; i < v; i++) {
-      all[i] = i;
-    }
-    String[] pieces = lm.tokenizer().pieces(all);
-    for (int i = 0; i < v; i++) {
-      if (pieces[i].contains("\n")) {
-        stops.add(i);
-      }
-    }
-    return stops.stream().mapToInt(Integer::intValue).toArray();
+    return GenerateStage.lineStops(lm);
   }
 
   static String firstLine(String text) {
-    String t = text.strip();
-    int nl = t.indexOf('\n');
-    return (nl >= 0 ? t.substring(0, nl) : t).strip();
+    return GenerateStage.firstLine(text);
   }
+
 }

@@ -126,7 +126,7 @@ public final class GenerateStage {
   }
 
   /** Ids whose text contains a newline, plus the model's eos ids: generation stops at a line. */
-  static int[] lineStops(LanguageModel lm) {
+  public static int[] lineStops(LanguageModel lm) {
     Set<Integer> stops = new HashSet<>();
     for (int e : lm.eosIds()) {
       stops.add(e);
@@ -151,7 +151,7 @@ public final class GenerateStage {
         .nextLong();
   }
 
-  static String firstLine(String text) {
+  public static String firstLine(String text) {
     String t = text.strip();
     int nl = t.indexOf('\n');
     return (nl >= 0 ? t.substring(0, nl) : t).strip();
