@@ -33,14 +33,16 @@ public record TitokSettings(String out, String sourceModel, String sourceAdapter
         throw new IllegalArgumentException("selection-scope must be sample or batch, got '"
             + scope + "'");
       }
-      TitokSettings s = new TitokSettings(t.getString("out"), t.getString("source-model"),
-          t.getString("source-adapter"), t.getString("expert-conf"), t.getString("target-model"),
+      TitokSettings s = new TitokSettings(t.getString("out"), absolute(t.getString("source-model")),
+          absolute(t.getString("source-adapter")), t.getString("expert-conf"),
+          absolute(t.getString("target-model")),
           t.getInt("samples"), t.getInt("pool-factor"), t.getDouble("k-percent"),
           scope.equals("batch"), exp.trainer().batchSize(), t.getInt("seed-examples"),
           t.getBoolean("dedup.rouge-l"), t.getDouble("dedup.rouge-l-threshold"),
           t.getDouble("generation.temperature"), t.getDouble("generation.top-p"),
           t.getInt("generation.max-query-tokens"), t.getInt("generation.max-response-tokens"),
-          t.getInt("generation.max-rounds"), t.getInt("generation.batch-size"), t.getInt("score-batch-size"),
+          t.getInt("generation.max-rounds"), t.getInt("generation.batch-size"),
+          t.getInt("score-batch-size"),
           t.getInt("partitions"), exp.seed(), exp.device(),
           exp.answerPrompt().text(),
           exp.prompt("example", java.util.Set.of("input", "target")).text(),
@@ -50,6 +52,18 @@ public record TitokSettings(String out, String sourceModel, String sourceAdapter
     } catch (ConfigException | IllegalArgumentException e) {
       throw new IllegalArgumentException("lt.titok: " + e.getMessage(), e);
     }
+  }
+
+  /**
+   * A local path made absolute on the driver, so that executors (whose working directory is
+   * their own on a cluster) find the same directory; a URI with a scheme ({@code s3a://},
+   * {@code hdfs://}) is kept as written.
+   */
+  static String absolute(String path) {
+    if (path.isEmpty() || path.matches("^[A-Za-z][A-Za-z0-9+.-]*://.*")) {
+      return path;
+    }
+    return java.nio.file.Path.of(path).toAbsolutePath().normalize().toString();
   }
 
   private void validate() {

@@ -27,4 +27,19 @@ class TitokSettingsTest {
     assertEquals(1.0, with("lt.titok.generation.top-p=1").topP());
     assertEquals(0.9, with("lt.titok.generation.top-p=0.9").topP());
   }
+
+  /**
+   * The conf's relative model paths are resolved on the driver: on a cluster an executor's
+   * working directory is its own, and "../shared/models/stories260K" named nothing there.
+   */
+  @Test
+  void localModelPathsBecomeAbsoluteAndUrisStay() {
+    TitokSettings s = with("lt.titok.target-model=../shared/models/llama2xs");
+    assertEquals(Path.of("../shared/models/llama2xs").toAbsolutePath().normalize().toString(),
+        s.targetModel());
+    assertTrue(Path.of(s.sourceModel()).isAbsolute(), s.sourceModel());
+    assertTrue(Path.of(s.sourceAdapter()).isAbsolute(), s.sourceAdapter());
+    assertEquals("s3a://bucket/models/x", TitokSettings.absolute("s3a://bucket/models/x"));
+    assertEquals("hdfs://nn:8020/m", TitokSettings.absolute("hdfs://nn:8020/m"));
+  }
 }
