@@ -210,8 +210,11 @@ public final class SparkSessions {
     Objects.requireNonNull(localMaster, "localMaster");
     SparkConf out = base.clone();
     if (!base.contains(MASTER) && !conf.containsKey(MASTER)) {
+      // --master takes any Spark master URL; only a local one gets the local defaults.
       out.setMaster(localMaster);
-      applyLocalDefaults(out, localCores(localMaster));
+      if (LOCAL_MASTER.matcher(localMaster.trim()).matches()) {
+        applyLocalDefaults(out, localCores(localMaster));
+      }
     }
     out.setAppName(appName);
     out.setIfMissing("spark.sql.session.timeZone", "UTC");

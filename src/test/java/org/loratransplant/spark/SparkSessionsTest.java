@@ -86,6 +86,16 @@ class SparkSessionsTest {
     assertFalse(launched.contains("spark.app.name"), "the launcher's conf is not modified");
   }
 
+  /** jobs/lt titok --master spark://... was refused as "not a local master". */
+  @Test
+  void aClusterMasterGivenOnTheCommandLineIsUsedWithoutLocalDefaults() {
+    SparkConf conf = SparkSessions.launchConf("job", "spark://127.0.0.1:7077", Map.of(),
+        new SparkConf(false));
+    assertEquals("spark://127.0.0.1:7077", conf.get("spark.master"));
+    assertFalse(conf.contains("spark.ui.enabled"), "no local defaults on a cluster");
+    assertFalse(conf.contains("spark.driver.host"));
+  }
+
   @Test
   void theSharedSessionHasTheLocalDefaults() {
     SparkSession spark = SparkTestSession.get();

@@ -1,0 +1,28 @@
+package org.loratransplant.model;
+
+import static org.junit.jupiter.api.Assertions.assertEquals;
+
+import java.util.List;
+import org.apache.spark.api.java.JavaSparkContext;
+import org.junit.jupiter.api.Test;
+import org.loratransplant.testing.SparkTestSession;
+
+/** A Spark task never asks for more intra-op threads than the cores Spark gave it. */
+class IntraOpThreadsTest {
+  @Test
+  void capRule() {
+    assertEquals(8, IntraOpThreads.cap(8, 0), "outside a task: every core");
+    assertEquals(1, IntraOpThreads.cap(8, 1), "a task with spark.task.cpus = 1");
+    assertEquals(2, IntraOpThreads.cap(8, 2));
+    assertEquals(2, IntraOpThreads.cap(2, 4), "never more than the machine has");
+  }
+
+  @Test
+  void insideASparkTaskTheTasksCoresCount() {
+    JavaSparkContext sc = JavaSparkContext.fromSparkContext(
+        SparkTestSession.get().sparkContext());
+    List<Integer> seen = sc.parallelize(List.of(1, 2), 2)
+        .map(x -> IntraOpThreads.available()).collect();
+    assertEquals(List.of(1, 1), seen, "spark.task.cpus defaults to 1");
+  }
+}
