@@ -140,10 +140,8 @@ public final class CompareJob {
       }
       StageStore cellStore = store.child(cell.dir());
       // The pool directory is named by the pool's own key: cells that agree on it share it.
-      Transplant probe = new Transplant(spark, cell.settings(), cellStore, cellStore,
-          c.poolSeed(), false);
-      StageStore poolStore = store.child(cell.task() + "/pool-"
-          + Keys.of(probe.pool()).substring(0, 10));
+      StageStore poolStore = store.child(cell.task() + "/pool-" + Keys.of(Transplant.pool(ts,
+          MethodSettings.from(exp), c.poolSeed())).substring(0, 10));
       Transplant t = new Transplant(spark, cell.settings(), poolStore, cellStore, c.poolSeed(),
           false);
       runner.run(t.recipe(), null);

@@ -126,6 +126,11 @@ public final class Transplant {
   // ---- each stage's settings ----------------------------------------------------------------
 
   public PoolSettings pool() {
+    return pool(t, m, poolSeed);
+  }
+
+  /** The pool a method needs: the expert writes the queries, or the target (TransLoRA). */
+  static PoolSettings pool(TitokSettings t, MethodSettings m, long poolSeed) {
     boolean targetQueries = m.queries().equals("target");
     return new PoolSettings(t.sourceModel(), t.sourceAdapter(),
         targetQueries ? t.targetModel() : t.sourceModel(),
