@@ -16,7 +16,7 @@ public final class SqlCommand implements Command {
   @Override
   public String summary() {
     return "Query a run's Parquet tables with Spark SQL. Views: pool, dropped, scored_samples, "
-        + "scored_tokens, selected, training.";
+        + "scored_tokens, selected, training, failed (rows a stage left out, and why).";
   }
 
   @Override
@@ -35,8 +35,8 @@ public final class SqlCommand implements Command {
       StageStore store = new StageStore(spark, o.required("run"));
       int views = 0;
       for (Tables t : Tables.values()) {
-        if (store.completedHash(t.tableName()) != null) {
-          spark.read().parquet(store.path(t)).createOrReplaceTempView(t.tableName());
+        if (store.has(t)) {
+          store.read(t).createOrReplaceTempView(t.tableName());
           views++;
         }
       }

@@ -12,8 +12,8 @@ public final class ExecutorTokenizers {
 
   private ExecutorTokenizers() {}
 
-  /** A model directory's tokenizer and its first eos id. */
-  public record Loaded(TextTokenizer tokenizer, int eos) {}
+  /** A model directory's tokenizer, its first eos id and the model's positions. */
+  public record Loaded(TextTokenizer tokenizer, int eos, int maxPositions) {}
 
   public static Loaded get(String modelDir) {
     return CACHE.computeIfAbsent(modelDir, d -> {
@@ -22,7 +22,8 @@ public final class ExecutorTokenizers {
         throw new IllegalArgumentException(d + ": no eos_token_id in config.json or "
             + "generation_config.json");
       }
-      return new Loaded(TextTokenizer.load(Path.of(d), c.bosTokenId()), c.eosTokenIds().get(0));
+      return new Loaded(TextTokenizer.load(Path.of(d), c.bosTokenId()), c.eosTokenIds().get(0),
+          c.maxPositions());
     });
   }
 }

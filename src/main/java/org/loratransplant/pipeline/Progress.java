@@ -21,19 +21,28 @@ public final class Progress implements AutoCloseable {
   private final LongAccumulator tokens;
   private final long start = System.nanoTime();
   private final ScheduledExecutorService timer;
+  /** The count of the last line printed once everything was done (-1: none yet). */
+  private long lastDone = -1;
 
   public Progress(SparkContext sc, String stage, String unit, long total) {
+    this(sc, stage, unit, total, true);
+  }
+
+  /** Without {@code timer}, nothing prints by itself (tests call {@link #line}). */
+  Progress(SparkContext sc, String stage, String unit, long total, boolean timer) {
     this.stage = stage;
     this.unit = unit;
     this.total = total;
     this.done = sc.longAccumulator(stage + "." + unit);
     this.tokens = sc.longAccumulator(stage + ".tokens");
-    this.timer = Executors.newSingleThreadScheduledExecutor(r -> {
+    this.timer = !timer ? null : Executors.newSingleThreadScheduledExecutor(r -> {
       Thread t = new Thread(r, "lt-progress-" + stage);
       t.setDaemon(true);
       return t;
     });
-    timer.scheduleAtFixedRate(this::report, 5, 5, TimeUnit.SECONDS);
+    if (timer) {
+      this.timer.scheduleAtFixedRate(this::report, 5, 5, TimeUnit.SECONDS);
+    }
   }
 
   public LongAccumulator done() {
@@ -53,16 +62,39 @@ public final class Progress implements AutoCloseable {
   }
 
   private void report() {
+    String line = line();
+    if (line != null) {
+      LOG.info(line);
+    }
+  }
+
+  /**
+   * The progress line to print now, or null. Once every unit is done the stage is still writing
+   * its outputs: that is said once, not every few seconds as "100%" again (a count that grows
+   * further, e.g. another generation round, prints again).
+   */
+  synchronized String line() {
     long d = done.value();
+    if (d >= total && d == lastDone) {
+      return null;
+    }
     double secs = seconds();
     double rate = d / Math.max(secs, 1e-9);
-    String eta = d > 0 && total > 0 ? String.format("%.0f s", (total - d) / rate) : "?";
-    LOG.info(String.format("%s: %d/%d %s (%.0f%%), %.1f %s/s, %.0f tokens/s, ETA %s", stage, d,
-        total, unit, 100.0 * d / Math.max(1, total), rate, unit, tokens.value() / secs, eta));
+    String tail;
+    if (d >= total) {
+      lastDone = d;
+      tail = "all done; writing the stage's outputs";
+    } else {
+      tail = "ETA " + (d > 0 && total > 0 ? String.format("%.0f s", (total - d) / rate) : "?");
+    }
+    return String.format("%s: %d/%d %s (%.0f%%), %.1f %s/s, %.0f tokens/s, %s", stage, d,
+        total, unit, 100.0 * d / Math.max(1, total), rate, unit, tokens.value() / secs, tail);
   }
 
   @Override
   public void close() {
-    timer.shutdownNow();
+    if (timer != null) {
+      timer.shutdownNow();
+    }
   }
 }

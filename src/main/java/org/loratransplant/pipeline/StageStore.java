@@ -3,6 +3,8 @@ package org.loratransplant.pipeline;
 import java.io.IOException;
 import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
+import java.util.ArrayList;
+import java.util.List;
 import java.util.UUID;
 import org.apache.hadoop.conf.Configuration;
 import org.apache.hadoop.fs.FSDataInputStream;
@@ -36,6 +38,25 @@ public final class StageStore {
 
   public String root() {
     return root;
+  }
+
+  /** Whether the root is on this machine's filesystem (a path or {@code file:}). */
+  public boolean isLocal() {
+    String scheme = new Path(root).toUri().getScheme();
+    return scheme == null || scheme.equals("file");
+  }
+
+  /** The root as a local path; only for {@link #isLocal} stores. */
+  public java.nio.file.Path localRoot() {
+    if (!isLocal()) {
+      throw new IllegalStateException(root + " is not on this machine's filesystem");
+    }
+    return java.nio.file.Path.of(new Path(root).toUri().getPath());
+  }
+
+  /** The Hadoop filesystem of the root (for outputs a stage copies itself). */
+  public FileSystem fileSystem() {
+    return fs(new Path(root));
   }
 
   public String path(String name) {
@@ -140,13 +161,77 @@ public final class StageStore {
   public void commit(Tables table, Dataset<Row> df, String hash, String... partitionBy) {
     checkWritable();
     table.check(df);
-    String tmp = path("_tmp-" + table.tableName() + "-" + UUID.randomUUID());
+    if (table.partitionColumn() != null) {
+      throw new IllegalArgumentException("table " + table.tableName() + " is written one "
+          + table.partitionColumn() + " at a time: use commitPartition");
+    }
+    String tmp = tmpPath(table.tableName());
     var writer = df.select(columns(table)).write().mode(SaveMode.ErrorIfExists);
     if (partitionBy.length > 0) {
       writer = writer.partitionBy(partitionBy);
     }
     writer.parquet(tmp);
     moveIntoPlace(tmp, table.tableName(), hash);
+  }
+
+  /**
+   * Writes the rows of one value of a partitioned table (e.g. {@code failed}, stage
+   * {@code score}) as its sub-directory {@code column=value}, replacing the old one, and marks
+   * that sub-directory complete; the other values' sub-directories stay as they are.
+   */
+  public void commitPartition(Tables table, String value, Dataset<Row> df, String hash) {
+    checkWritable();
+    table.check(df);
+    String column = table.partitionColumn();
+    String name = partitionName(table, value);
+    String tmp = tmpPath(name);
+    df.select(java.util.Arrays.stream(table.schema().fieldNames()).filter(c -> !c.equals(column))
+        .map(org.apache.spark.sql.functions::col).toArray(org.apache.spark.sql.Column[]::new))
+        .write().mode(SaveMode.ErrorIfExists).parquet(tmp);
+    moveIntoPlace(tmp, name, hash);
+  }
+
+  /** The output name of one value of a partitioned table: {@code failed/stage=score}. */
+  public static String partitionName(Tables table, String value) {
+    if (table.partitionColumn() == null) {
+      throw new IllegalArgumentException("table " + table.tableName() + " is not partitioned");
+    }
+    return table.tableName() + "/" + table.partitionColumn() + "=" + value;
+  }
+
+  /**
+   * A fresh temporary directory for output {@code name}, after deleting the ones an earlier,
+   * killed attempt left behind (a rerun otherwise leaves {@code _tmp-scored_tokens-...} beside
+   * the committed table for good). Safe because one writer holds the run directory
+   * ({@link RunLock}) and each output is written by one stage.
+   */
+  private String tmpPath(String name) {
+    String prefix = "_tmp-" + name.replace('/', '-').replace('=', '-') + "-";
+    deleteLeftovers(prefix + UUID_PATTERN);
+    return path(prefix + UUID.randomUUID());
+  }
+
+  private static final String UUID_PATTERN =
+      "[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}";
+
+  /** Deletes the entries of the root whose whole name matches {@code regex}. */
+  private void deleteLeftovers(String regex) {
+    Path dir = new Path(root);
+    java.util.regex.Pattern p = java.util.regex.Pattern.compile(regex);
+    try {
+      FileSystem fs = fs(dir);
+      if (!fs.exists(dir)) {
+        return;
+      }
+      for (org.apache.hadoop.fs.FileStatus st : fs.listStatus(dir)) {
+        if (p.matcher(st.getPath().getName()).matches()) {
+          fs.delete(st.getPath(), true);
+        }
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot clean up " + dir + endpointOf(conf(), dir) + ": "
+          + e.getMessage(), e);
+    }
   }
 
   /** Marks a directory that a stage filled by other means (e.g. an adapter) complete. */
@@ -158,6 +243,7 @@ public final class StageStore {
       if (fs.exists(dst)) {
         fs.delete(dst, true);
       }
+      fs.mkdirs(dst.getParent()); // a partition's table directory may not exist yet
       if (!fs.rename(src, dst)) {
         throw new IOException("rename " + src + " -> " + dst + " failed");
       }
@@ -172,7 +258,7 @@ public final class StageStore {
   /** Commits a directory written on this machine (an adapter) as output {@code name}. */
   public void commitLocalDirectory(java.nio.file.Path local, String name, String hash) {
     checkWritable();
-    String tmp = path("_tmp-" + name + "-" + UUID.randomUUID());
+    String tmp = tmpPath(name);
     Path dst = new Path(tmp);
     try {
       fs(dst).copyFromLocalFile(false, true, new Path(local.toAbsolutePath().toUri()), dst);
@@ -220,7 +306,53 @@ public final class StageStore {
     }
   }
 
+  /**
+   * Whether {@code table} has been written (complete, or pending while its stage finishes): for
+   * a partitioned table, any of its values.
+   */
+  public boolean has(Tables table) {
+    if (table.partitionColumn() == null) {
+      return completedHash(table.tableName()) != null;
+    }
+    return !writtenPartitions(table).isEmpty();
+  }
+
+  /** The marked sub-directories of a partitioned table ({@code failed/stage=score}, ...). */
+  private List<String> writtenPartitions(Tables table) {
+    Path dir = new Path(path(table));
+    List<String> out = new ArrayList<>();
+    try {
+      FileSystem fs = fs(dir);
+      if (!fs.exists(dir)) {
+        return out;
+      }
+      for (org.apache.hadoop.fs.FileStatus st : fs.listStatus(dir)) {
+        String name = table.tableName() + "/" + st.getPath().getName();
+        if (st.isDirectory() && st.getPath().getName().startsWith(table.partitionColumn() + "=")
+            && completedHash(name) != null) {
+          out.add(path(name));
+        }
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException("cannot list " + dir + endpointOf(conf(), dir) + ": "
+          + e.getMessage(), e);
+    }
+    out.sort(null);
+    return out;
+  }
+
   public Dataset<Row> read(Tables table) {
+    if (table.partitionColumn() != null) {
+      List<String> parts = writtenPartitions(table);
+      if (parts.isEmpty()) {
+        throw new IllegalStateException("table " + table.tableName() + " at " + path(table)
+            + " has not been written: run a stage that writes it first");
+      }
+      Dataset<Row> df = spark.read().option("basePath", path(table))
+          .schema(table.schema()).parquet(parts.toArray(new String[0]));
+      table.check(df);
+      return df;
+    }
     String hash = completedHash(table.tableName());
     if (hash == null) {
       throw new IllegalStateException("table " + table.tableName() + " at " + path(table)
@@ -246,6 +378,7 @@ public final class StageStore {
   public void writeBytes(String name, byte[] bytes) {
     checkWritable();
     Path p = new Path(path(name));
+    deleteLeftovers("_tmp-" + UUID_PATTERN + "-" + java.util.regex.Pattern.quote(p.getName()));
     Path tmp = new Path(path("_tmp-" + UUID.randomUUID() + "-" + p.getName()));
     try {
       FileSystem fs = fs(p);

@@ -119,8 +119,9 @@ public final class TitokJob {
 
   /** Refuses an output directory that holds a run of other settings, unless forced. */
   private void checkRun() {
+    // lt.titok.max-failed-fraction changes no output: raising it after a failed stage resumes
     String runHash = org.loratransplant.pipeline.Keys.of(settings.config().withoutPath("eval")
-        .withoutPath("device"));
+        .withoutPath("device").withoutPath("titok.max-failed-fraction"));
     String previous = store.completedHash("run");
     if (previous != null && !previous.equals(runHash) && !force) {
       throw new IllegalArgumentException(s.out() + " holds a run with other settings; use "
@@ -141,8 +142,8 @@ public final class TitokJob {
   /** Registers every complete table as a Spark SQL view named after it. */
   public void registerViews() {
     for (Tables t : Tables.values()) {
-      if (store.completedHash(t.tableName()) != null) {
-        spark.read().parquet(store.path(t)).createOrReplaceTempView(t.tableName());
+      if (store.has(t)) {
+        store.read(t).createOrReplaceTempView(t.tableName());
       }
     }
   }
@@ -155,7 +156,7 @@ public final class TitokJob {
     out.put("last_stage", lastStage);
     ObjectNode rows = out.putObject("rows");
     for (Tables t : Tables.values()) {
-      if (store.completedHash(t.tableName()) != null) {
+      if (store.has(t)) {
         rows.put(t.tableName(), spark.table(t.tableName()).count());
       }
     }

@@ -15,6 +15,8 @@ import org.loratransplant.select.TokenSelection;
  * @param kPercent share of each kept sample's tokens that stays in the loss
  * @param perBatchSelection select tokens per training batch (the authors' code) instead of per
  *     sample (the paper)
+ * @param maxFailedFraction the share of a stage's samples that may fail (recorded in the failed
+ *     table and left out) before the stage fails
  */
 public record TitokSettings(String out, String sourceModel, String sourceAdapter,
     String expertConf, String targetModel, int samples, int poolFactor, double kPercent,
@@ -22,7 +24,7 @@ public record TitokSettings(String out, String sourceModel, String sourceAdapter
     double rougeThreshold, double temperature, double topP, int maxQueryTokens,
     int maxResponseTokens, int maxRounds, int generateBatch, int scoreBatch, int partitions,
     long seed, String device, String answerTemplate, String exampleTemplate,
-    String queryTemplate)
+    String queryTemplate, double maxFailedFraction)
     implements Serializable {
 
   public static TitokSettings from(Experiment exp) {
@@ -46,7 +48,8 @@ public record TitokSettings(String out, String sourceModel, String sourceAdapter
           t.getInt("partitions"), exp.seed(), exp.device(),
           exp.answerPrompt().text(),
           exp.prompt("example", java.util.Set.of("input", "target")).text(),
-          exp.prompt("query-generation", java.util.Set.of("examples")).text());
+          exp.prompt("query-generation", java.util.Set.of("examples")).text(),
+          t.getDouble("max-failed-fraction"));
       s.validate();
       return s;
     } catch (ConfigException | IllegalArgumentException e) {
@@ -88,6 +91,10 @@ public record TitokSettings(String out, String sourceModel, String sourceAdapter
     }
     if (!(rougeThreshold > 0 && rougeThreshold <= 1)) {
       throw new IllegalArgumentException("dedup.rouge-l-threshold must be in (0, 1]");
+    }
+    if (!(maxFailedFraction >= 0 && maxFailedFraction <= 1)) {
+      throw new IllegalArgumentException("max-failed-fraction must be in [0, 1], got "
+          + maxFailedFraction);
     }
   }
 

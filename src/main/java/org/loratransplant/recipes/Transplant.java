@@ -25,6 +25,7 @@ import org.loratransplant.lora.LoraAdapter;
 import org.loratransplant.lora.PeftFormat;
 import org.loratransplant.model.Devices;
 import org.loratransplant.model.LanguageModel;
+import org.loratransplant.pipeline.FailedRows;
 import org.loratransplant.pipeline.Keys;
 import org.loratransplant.pipeline.ModelSpec;
 import org.loratransplant.pipeline.Recipe;
@@ -37,6 +38,7 @@ import org.loratransplant.pipeline.generate.PoolSettings;
 import org.loratransplant.pipeline.generate.PoolStages;
 import org.loratransplant.pipeline.select.SelectSettings;
 import org.loratransplant.pipeline.select.SelectStage;
+import org.loratransplant.pipeline.train.CheckpointDir;
 import org.loratransplant.pipeline.train.TrainSettings;
 import org.loratransplant.pipeline.train.TrainStage;
 import org.loratransplant.table.Tables;
@@ -184,7 +186,7 @@ public final class Transplant {
     } else if (m.evaluateOnly().isEmpty()) {
       PoolStages pool = new PoolStages(spark, pool(), split.seedExamples(t.seedExamples()),
           poolStore, sourceFingerprint(), Keys.of(exp.taskFile().toAbsolutePath().normalize(),
-              exp.testFraction(), exp.splitSeed(), t.seedExamples()));
+              exp.testFraction(), exp.splitSeed(), t.seedExamples()), t.maxFailedFraction());
       stages.add(pool.generate());
       stages.add(pool.score());
       String upstream = pool.scoreKey();
@@ -204,8 +206,8 @@ public final class Transplant {
           this::select));
       String alignKey = Keys.of("align", selectKey, t.targetModel());
       stages.add(Stage.of("align", List.of(cellStore.path(Tables.SELECTED)), cellStore,
-          List.of(Tables.TRAINING.tableName()), alignKey,
-          this::align));
+          List.of(Tables.TRAINING.tableName(), StageStore.partitionName(Tables.FAILED, "align")),
+          alignKey, this::align));
       String trainKey = Keys.of("train", alignKey, exp.raw().getConfig("lora"),
           exp.raw().getConfig("train"), exp.seed(), m.objective(), m.kdWeight(),
           m.kdTemperature());
@@ -302,9 +304,20 @@ public final class Transplant {
 
   private ObjectNode align() {
     Dataset<Row> selected = cellStore.read(Tables.SELECTED);
-    cellStore.commit(Tables.TRAINING, AlignStage.align(selected,
-        alignSettings(fitted(chosenSelect(), selected.count()))), RecipeRunner.PENDING);
+    long n = selected.count();
+    Dataset<Row> wide = AlignStage.align(selected, alignSettings(fitted(chosenSelect(), n)))
+        .cache();
     ObjectNode st = JSON.createObjectNode();
+    try {
+      cellStore.commitPartition(Tables.FAILED, "align", AlignStage.failed(wide),
+          RecipeRunner.PENDING);
+      Dataset<Row> failed = cellStore.read(Tables.FAILED).where("stage = 'align'");
+      FailedRows.check("align", failed, n, t.maxFailedFraction(), cellStore.root());
+      st.put("failed", failed.count());
+      cellStore.commit(Tables.TRAINING, AlignStage.training(wide), RecipeRunner.PENDING);
+    } finally {
+      wide.unpersist();
+    }
     st.put("same_tokenizer", AlignStage.sameTokenizer(t.sourceModel(), t.targetModel()));
     return st;
   }
@@ -315,11 +328,16 @@ public final class Transplant {
     try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
         Devices.choose(t.device()))) {
       Path local = Files.createTempDirectory("lt-adapter-").resolve(ADAPTER);
-      Path checkpoints = Path.of(System.getProperty("java.io.tmpdir"), "lt-checkpoints-" + key);
-      TrainStage.Result r = TrainStage.train(data, target, ts, local, checkpoints,
-          Map.of("lt_settings.conf", settings.render()));
+      // In the run directory, per run and settings: a killed run resumes from them (on another
+      // machine too, for s3a://), and no other run sees them.
+      CheckpointDir checkpoints = CheckpointDir.of(cellStore, "train", key);
+      checkpoints.prepare();
+      TrainStage.Result r = TrainStage.train(data, target, ts, local, checkpoints.local(),
+          checkpoints.publisher(), Map.of("lt_settings.conf", settings.render()));
       cellStore.commitLocalDirectory(local, ADAPTER, RecipeRunner.PENDING);
+      checkpoints.delete();
       ObjectNode st = JSON.createObjectNode();
+      st.put("resumed_from_step", r.training().resumedFromStep());
       st.put("examples", r.examples());
       st.put("kept_token_fraction", r.keptTokenFraction());
       st.put("learning_rate", ts.trainer().learningRate());
@@ -526,8 +544,9 @@ public final class Transplant {
       for (int m : ms) {
         for (double k : ks) {
           SelectSettings s = fitted(selectSettings().with(k, (int) Math.min(m, pool)), pool);
-          List<TrainingExample> data = TrainStage.examples(AlignStage.align(
-              SelectStage.select(scored, s, pool), alignSettings(s)));
+          // A sample that cannot be aligned is left out here too (align records it).
+          List<TrainingExample> data = TrainStage.examples(AlignStage.training(AlignStage.align(
+              SelectStage.select(scored, s, pool), alignSettings(s))));
           for (double lr : lrs) {
             // Candidates whose masks come out the same (every k keeps a one-word answer whole)
             // train the same adapter: train it once.
@@ -584,7 +603,7 @@ public final class Transplant {
     try {
       Path dir = Files.createTempDirectory("lt-tune-").resolve(ADAPTER);
       TrainStage.Result r = TrainStage.train(data, target, trainSettings().withLearningRate(lr),
-          dir, null, Map.of());
+          dir, null, null, Map.of());
       Evaluator.Report rep;
       try (LoraAdapter a = PeftFormat.read(dir, target.config(), target.model().manager())) {
         rep = new Evaluator(exp.evaluation()).evaluate("tune", target, a, val,

@@ -80,6 +80,19 @@ public enum Tables {
       createStructField("weights", createArrayType(FloatType, false), false),
       createStructField("matched_spans", IntegerType, false),
       createStructField("unmatched_tokens", IntegerType, false)})),
+  /**
+   * score, align: the samples a stage could not process, and why (non-finite log-probs, too
+   * long for a model, an exception of that row alone). They are left out of the stage's other
+   * outputs; the job fails only when more than {@code lt.titok.max-failed-fraction} of a stage's
+   * rows fail. Each stage owns one partition ({@code failed/stage=score}), so one directory
+   * reads as one table.
+   */
+  FAILED("failed", createStructType(new StructField[] {
+      createStructField("stage", StringType, false),
+      createStructField("sample_id", LongType, false),
+      createStructField("reason", StringType, false),
+      createStructField("query", StringType, false),
+      createStructField("response", StringType, false)}), "stage"),
   /** compare: one row per (task, source, target, method, seed, metric) on the test split. */
   RESULTS("results", createStructType(new StructField[] {
       createStructField("task", StringType, false),
@@ -95,10 +108,16 @@ public enum Tables {
 
   private final String tableName;
   private final StructType schema;
+  private final String partitionColumn;
 
   Tables(String tableName, StructType schema) {
+    this(tableName, schema, null);
+  }
+
+  Tables(String tableName, StructType schema, String partitionColumn) {
     this.tableName = tableName;
     this.schema = schema;
+    this.partitionColumn = partitionColumn;
   }
 
   /** An int array as a Row value of an {@code array<int>} column. */
@@ -126,6 +145,14 @@ public enum Tables {
 
   public StructType schema() {
     return schema;
+  }
+
+  /**
+   * The column whose values name the table's sub-directories ({@code column=value}), each
+   * written and marked complete by its own stage; null for a table written whole.
+   */
+  public String partitionColumn() {
+    return partitionColumn;
   }
 
   /**

@@ -48,11 +48,23 @@ import org.slf4j.LoggerFactory;
 public final class LoraTrainer {
   private static final Logger LOG = LoggerFactory.getLogger(LoraTrainer.class);
   private static final ObjectMapper JSON = new ObjectMapper();
-  private static final String STATE_FILE = "trainer_state.json";
+  /** The file a complete checkpoint holds (written last). */
+  public static final String STATE_FILE = "trainer_state.json";
   private static final String OPTIMIZER_FILE = "optimizer.safetensors";
 
   private final TrainerConfig config;
   private final Objective objective;
+  private final StepListener listener;
+
+  /** Told after every optimizer step (and the checkpoint written at it, if any). */
+  @FunctionalInterface
+  public interface StepListener {
+    /**
+     * @param done the steps done so far
+     * @param checkpoint the checkpoint directory written at this step, or null
+     */
+    void afterStep(int done, Path checkpoint);
+  }
 
   /** Trains with the masked, weighted cross-entropy. */
   public LoraTrainer(TrainerConfig config) {
@@ -64,8 +76,18 @@ public final class LoraTrainer {
    * student's forward, outside gradient recording.
    */
   public LoraTrainer(TrainerConfig config, Objective objective) {
+    this(config, objective, null);
+  }
+
+  private LoraTrainer(TrainerConfig config, Objective objective, StepListener listener) {
     this.config = config;
     this.objective = java.util.Objects.requireNonNull(objective, "objective");
+    this.listener = listener;
+  }
+
+  /** This trainer, telling {@code l} after every step (copying checkpoints elsewhere, tests). */
+  public LoraTrainer listening(StepListener l) {
+    return new LoraTrainer(config, objective, l);
   }
 
   /** Losses (one per optimizer step, averaged over its micro-batches) and throughput. */
@@ -127,9 +149,13 @@ public final class LoraTrainer {
           LOG.info(String.format("train step %d/%d loss %.4f lr %.2e %.0f tok/s ETA %s", done,
               totalSteps, loss, lr, tokens / Math.max(secs, 1e-9), duration(eta)));
         }
+        Path saved = null;
         if (checkpointDir != null && config.checkpointEvery() > 0
             && done % config.checkpointEvery() == 0 && done < totalSteps) {
-          saveCheckpoint(checkpointDir, done, fingerprint, adapter, opt);
+          saved = saveCheckpoint(checkpointDir, done, fingerprint, adapter, opt);
+        }
+        if (listener != null) {
+          listener.afterStep(done, saved);
         }
       }
       params.forEach(p -> p.setRequiresGradient(false));
@@ -218,7 +244,7 @@ public final class LoraTrainer {
 
   // ---- checkpoints -------------------------------------------------------------------------
 
-  private void saveCheckpoint(Path dir, int step, String fingerprint, LoraAdapter adapter,
+  private Path saveCheckpoint(Path dir, int step, String fingerprint, LoraAdapter adapter,
       AdamW opt) {
     Path target = dir.resolve(String.format("checkpoint-%08d", step));
     Path tmp = dir.resolve(".tmp-" + target.getFileName());
@@ -240,6 +266,7 @@ public final class LoraTrainer {
       Files.writeString(tmp.resolve(STATE_FILE), JSON.writeValueAsString(state));
       Files.move(tmp, target, StandardCopyOption.ATOMIC_MOVE);
       LOG.info("checkpoint at step {} -> {}", step, target);
+      return target;
     } catch (IOException e) {
       throw new IllegalStateException("cannot write checkpoint " + target + ": " + e.getMessage(),
           e);

@@ -16,9 +16,12 @@ import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
+import org.apache.spark.sql.types.DataTypes;
+import org.apache.spark.sql.types.StructType;
 import org.loratransplant.align.Alignment;
 import org.loratransplant.align.TokenAlignment;
 import org.loratransplant.pipeline.ExecutorTokenizers;
+import org.loratransplant.pipeline.FailedRows;
 import org.loratransplant.pipeline.select.Masks;
 import org.loratransplant.table.Tables;
 import org.loratransplant.task.PromptTemplate;
@@ -44,23 +47,63 @@ public final class AlignStage {
     }
   }
 
+  /**
+   * The training rows plus each sample's query and response, and the reason of a sample that
+   * could not be carried to the target ({@link FailedRows#ERROR}, null when it was).
+   */
+  static final StructType WIDE = Tables.TRAINING.schema()
+      .add("query", DataTypes.StringType, false)
+      .add("response", DataTypes.StringType, false)
+      .add(FailedRows.ERROR, DataTypes.StringType, true);
+
+  /**
+   * Carries the selection to the target; returns one wide row per selected sample (see
+   * {@link #training} and {@link #failed}). A sample fails alone when its target tokens do not
+   * fit the target's positions or its alignment throws.
+   */
   public static Dataset<Row> align(Dataset<Row> selected, AlignSettings s) {
     Tables.SELECTED.check(selected);
     boolean same = sameTokenizer(s.sourceModel(), s.targetModel());
     if (same || !s.select().perBatch()) {
       return selected.map((MapFunction<Row, Row>) r -> {
-        Aligned a = alignRow(r, s, same);
-        float[] w = same ? a.scores() : Masks.perSample(s.select(), s.targetModel(),
-            a.ids(), a.scores(), a.sampleId());
+        Aligned a;
+        float[] w;
+        try {
+          a = alignRow(r, s, same);
+          String why = a.tooLong(s.targetModel());
+          if (why != null) {
+            return failure(r, why);
+          }
+          w = same ? a.scores() : Masks.perSample(s.select(), s.targetModel(), a.ids(),
+              a.scores(), a.sampleId());
+        } catch (RuntimeException e) {
+          return failure(r, e.getClass().getSimpleName() + ": " + e.getMessage());
+        }
         return a.row(w);
-      }, Encoders.row(Tables.TRAINING.schema()));
+      }, Encoders.row(WIDE));
     }
     int group = s.select().group();
     return selected.groupByKey((MapFunction<Row, Integer>) r -> (r.<Integer>getAs("rank") - 1)
         / group, Encoders.INT())
         .flatMapGroups((FlatMapGroupsFunction<Integer, Row, Row>) (k, rows) -> {
           List<Aligned> members = new ArrayList<>();
-          rows.forEachRemaining(r -> members.add(alignRow(r, s, false)));
+          List<Row> out = new ArrayList<>();
+          rows.forEachRemaining(r -> {
+            try {
+              Aligned a = alignRow(r, s, false);
+              String why = a.tooLong(s.targetModel());
+              if (why != null) {
+                out.add(failure(r, why));
+              } else {
+                members.add(a);
+              }
+            } catch (RuntimeException e) {
+              out.add(failure(r, e.getClass().getSimpleName() + ": " + e.getMessage()));
+            }
+          });
+          if (members.isEmpty()) {
+            return out.iterator();
+          }
           members.sort((x, y) -> Integer.compare(x.rank(), y.rank()));
           List<float[]> scores = new ArrayList<>();
           List<int[]> ids = new ArrayList<>();
@@ -72,17 +115,35 @@ public final class AlignStage {
           }
           List<float[]> masks = Masks.perGroup(s.select(), s.targetModel(), ids, scores,
               sampleIds);
-          List<Row> out = new ArrayList<>();
           for (int i = 0; i < members.size(); i++) {
             out.add(members.get(i).row(masks.get(i)));
           }
           return out.iterator();
-        }, Encoders.row(Tables.TRAINING.schema()));
+        }, Encoders.row(WIDE));
+  }
+
+  /** training: the aligned rows. */
+  public static Dataset<Row> training(Dataset<Row> wide) {
+    return FailedRows.passed(wide).select(java.util.Arrays.stream(
+        Tables.TRAINING.schema().fieldNames()).map(org.apache.spark.sql.functions::col)
+        .toArray(org.apache.spark.sql.Column[]::new));
+  }
+
+  /** The failed table's rows of this stage. */
+  public static Dataset<Row> failed(Dataset<Row> wide) {
+    return FailedRows.failed(wide, "align");
+  }
+
+  /** The wide row of a selected sample that could not be aligned: empty arrays, the reason. */
+  static Row failure(Row selected, String reason) {
+    return RowFactory.create(selected.<Long>getAs("sample_id"), selected.<Integer>getAs("rank"),
+        new Integer[0], new Integer[0], new Float[0], 0, 0, selected.<String>getAs("query"),
+        selected.<String>getAs("response"), reason);
   }
 
   /** One sample carried to the target: its ids, fractional scores and alignment counts. */
   record Aligned(long sampleId, int rank, Integer[] prompt, Integer[] response, float[] scores,
-      int matched, int unmatched) {
+      int matched, int unmatched, String query, String responseText) {
     int[] ids() {
       int[] out = new int[response.length];
       for (int i = 0; i < out.length; i++) {
@@ -91,12 +152,25 @@ public final class AlignStage {
       return out;
     }
 
+    /**
+     * Why the sample cannot train the target, or null: its prompt and response in target tokens
+     * must fit the target's positions (a character-level target can need several times the
+     * source's tokens; the trainer would otherwise refuse the whole table).
+     */
+    String tooLong(String targetModel) {
+      int positions = ExecutorTokenizers.get(targetModel).maxPositions();
+      int n = prompt.length + response.length;
+      return n <= positions ? null : "prompt and response are " + n + " tokens for the target, "
+          + "more than its " + positions + " positions";
+    }
+
     Row row(float[] weights) {
       Float[] w = new Float[weights.length];
       for (int i = 0; i < w.length; i++) {
         w[i] = weights[i];
       }
-      return RowFactory.create(sampleId, rank, prompt, response, w, matched, unmatched);
+      return RowFactory.create(sampleId, rank, prompt, response, w, matched, unmatched, query,
+          responseText, null);
     }
   }
 
@@ -111,7 +185,8 @@ public final class AlignStage {
     }
     if (same) {
       return new Aligned(id, rank, r.getList(r.fieldIndex("prompt_ids")).toArray(new Integer[0]),
-          srcIds.toArray(new Integer[0]), m, srcIds.size(), 0);
+          srcIds.toArray(new Integer[0]), m, srcIds.size(), 0, r.getAs("query"),
+          r.getAs("response"));
     }
     ExecutorTokenizers.Loaded src = ExecutorTokenizers.get(s.sourceModel());
     ExecutorTokenizers.Loaded tgt = ExecutorTokenizers.get(s.targetModel());
@@ -135,6 +210,6 @@ public final class AlignStage {
       scores[scores.length - 1] = Math.max(scores[scores.length - 1], m[m.length - 1]);
     }
     return new Aligned(id, rank, Tables.ints(prompt), Tables.ints(resp), scores, a.matchedSpans(),
-        a.unmatchedTargetTokens());
+        a.unmatchedTargetTokens(), r.getAs("query"), r.getAs("response"));
   }
 }

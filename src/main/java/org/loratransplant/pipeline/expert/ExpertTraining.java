@@ -16,6 +16,7 @@ import org.loratransplant.lora.LoraConfig;
 import org.loratransplant.lora.PeftFormat;
 import org.loratransplant.model.Devices;
 import org.loratransplant.model.LanguageModel;
+import org.loratransplant.pipeline.FaultInjection;
 import org.loratransplant.task.Split;
 import org.loratransplant.task.Task;
 import org.loratransplant.task.TaskFiles;
@@ -59,7 +60,9 @@ public final class ExpertTraining {
             experiment.raw().getBoolean("train.prompt-loss"));
         LOG.info("{}: {} training examples ({} held out), {}, {} trainable parameters",
             task.name(), data.size(), split.test().size(), adapter, adapter.parameterCount());
-        LoraTrainer.Result r = new LoraTrainer(trainer).train(lm, adapter, data, checkpoints);
+        LoraTrainer.Result r = new LoraTrainer(trainer)
+            .listening((done, checkpoint) -> FaultInjection.afterTrainStep(done))
+            .train(lm, adapter, data, checkpoints);
         ObjectNode summary = new ObjectMapper().createObjectNode();
         summary.put("config_hash", hash);
         summary.put("base_model", modelDir.toString());
@@ -99,10 +102,11 @@ public final class ExpertTraining {
     if (!Files.isDirectory(modelDir)) {
       throw new IllegalArgumentException("model directory " + modelDir + " does not exist");
     }
-    // lt.migrate and lt.adalora do not change a LoRA expert: adapters trained before they existed
-    // stay up to date (train-lora --adalora does not use this shortcut)
+    // lt.migrate, lt.adalora and lt.titok.max-failed-fraction do not change a LoRA expert:
+    // adapters trained before they existed stay up to date (train-lora --adalora does not use
+    // this shortcut)
     String hash = Settings.hash(settings.config().withoutPath("eval").withoutPath("device")
-        .withoutPath("migrate").withoutPath("adalora")
+        .withoutPath("migrate").withoutPath("adalora").withoutPath("titok.max-failed-fraction")
         .withFallback(ConfigFactory.parseMap(Map.of("model",
             modelDir.toAbsolutePath().normalize().toString()))));
     boolean upToDate = false;

@@ -8,6 +8,7 @@ import java.util.List;
 import org.apache.spark.sql.Dataset;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
+import org.loratransplant.pipeline.FailedRows;
 import org.loratransplant.pipeline.Keys;
 import org.loratransplant.pipeline.Progress;
 import org.loratransplant.pipeline.RecipeRunner;
@@ -34,15 +35,19 @@ public final class PoolStages {
   private final List<TaskExample> seeds;
   private final StageStore store;
   private final String generateKey;
+  private final double maxFailedFraction;
 
   /**
    * @param sourceFingerprint a hash of the expert adapter's weights
    * @param taskKey a hash of the task file and split (the seed examples come from it)
+   * @param maxFailedFraction the share of samples scoring may fail (recorded in the failed
+   *     table) before the stage fails; not part of any key: it changes no output
    */
   public PoolStages(SparkSession spark, PoolSettings s, List<TaskExample> seeds,
-      StageStore store, String sourceFingerprint, String taskKey) {
+      StageStore store, String sourceFingerprint, String taskKey, double maxFailedFraction) {
     this.spark = spark;
     this.s = s;
+    this.maxFailedFraction = maxFailedFraction;
     this.seeds = List.copyOf(seeds);
     this.store = store;
     this.generateKey = Keys.of("generate", s, sourceFingerprint, taskKey, seeds.size());
@@ -69,7 +74,8 @@ public final class PoolStages {
   public Stage score() {
     return Stage.of("score", List.of(store.path(Tables.POOL)), store, List.of(
         Tables.SCORED_TOKENS.tableName(),
-        Tables.SCORED_SAMPLES.tableName()), scoreKey(), this::runScore);
+        Tables.SCORED_SAMPLES.tableName(), StageStore.partitionName(Tables.FAILED, "score")),
+        scoreKey(), this::runScore);
   }
 
   /**
@@ -124,10 +130,19 @@ public final class PoolStages {
     long n = pool.count();
     try (Progress p = new Progress(spark.sparkContext(), "score", "samples", n)) {
       Dataset<Row> wide = ScoreStage.score(pool, s, p).cache();
-      store.commit(Tables.SCORED_SAMPLES, ScoreStage.samples(wide), RecipeRunner.PENDING);
-      store.commit(Tables.SCORED_TOKENS, ScoreStage.tokens(wide), RecipeRunner.PENDING,
-          "bucket");
-      wide.unpersist();
+      try {
+        // The failed rows first: when there are too many, the table says which and why.
+        store.commitPartition(Tables.FAILED, "score", ScoreStage.failed(wide),
+            RecipeRunner.PENDING);
+        Dataset<Row> failed = store.read(Tables.FAILED).where("stage = 'score'");
+        FailedRows.check("score", failed, n, maxFailedFraction, store.root());
+        st.put("failed", failed.count());
+        store.commit(Tables.SCORED_SAMPLES, ScoreStage.samples(wide), RecipeRunner.PENDING);
+        store.commit(Tables.SCORED_TOKENS, ScoreStage.tokens(wide), RecipeRunner.PENDING,
+            "bucket");
+      } finally {
+        wide.unpersist();
+      }
       st.put("samples", n);
       st.put("tokens", p.tokenCount());
     }

@@ -17,6 +17,7 @@ import org.apache.spark.sql.types.StructType;
 import org.apache.spark.util.LongAccumulator;
 import org.loratransplant.model.LanguageModel;
 import org.loratransplant.pipeline.ExecutorModels;
+import org.loratransplant.pipeline.FailedRows;
 import org.loratransplant.pipeline.FaultInjection;
 import org.loratransplant.pipeline.Progress;
 import org.loratransplant.pipeline.generate.PoolSettings;
@@ -32,33 +33,46 @@ import org.loratransplant.tokenizer.TextTokenizer;
  * it (answer line + newline + eos), so template tokens are scored as the authors' code does.
  */
 public final class ScoreStage {
-  /** The per-sample output plus the per-token columns that become scored_tokens. */
+  /**
+   * The per-sample output plus the per-token columns that become scored_tokens, and the reason
+   * of a row that failed ({@link FailedRows#ERROR}, null when it was scored).
+   */
   static final StructType WIDE = Tables.SCORED_SAMPLES.schema()
       .add("token_text", DataTypes.createArrayType(DataTypes.StringType, false), false)
       .add("char_start", DataTypes.createArrayType(DataTypes.IntegerType, false), false)
-      .add("char_end", DataTypes.createArrayType(DataTypes.IntegerType, false), false);
+      .add("char_end", DataTypes.createArrayType(DataTypes.IntegerType, false), false)
+      .add(FailedRows.ERROR, DataTypes.StringType, true);
 
   /** Tokens are spread over this many buckets (sample_id mod n) to partition scored_tokens. */
   public static final int TOKEN_BUCKETS = 8;
 
   private ScoreStage() {}
 
-  /** Scores the pool; returns one wide row per sample (arrays of per-token values). */
+  /**
+   * Scores the pool; returns one wide row per sample (arrays of per-token values), a failed
+   * sample's with its reason in {@link FailedRows#ERROR}.
+   */
   public static Dataset<Row> score(Dataset<Row> pool, PoolSettings s, Progress progress) {
     Tables.POOL.check(pool);
     return pool.repartition(s.partitions(), col("sample_id"))
         .mapPartitions(new Scorer(s, progress.done(), progress.tokens()), Encoders.row(WIDE));
   }
 
-  /** scored_samples: the wide rows without the per-token text columns. */
+  /** scored_samples: the scored wide rows without the per-token text columns. */
   public static Dataset<Row> samples(Dataset<Row> wide) {
-    return wide.select(java.util.Arrays.stream(Tables.SCORED_SAMPLES.schema().fieldNames())
-        .map(org.apache.spark.sql.functions::col).toArray(org.apache.spark.sql.Column[]::new));
+    return FailedRows.passed(wide).select(java.util.Arrays.stream(
+        Tables.SCORED_SAMPLES.schema().fieldNames()).map(org.apache.spark.sql.functions::col)
+        .toArray(org.apache.spark.sql.Column[]::new));
   }
 
-  /** scored_tokens: one row per response token, exploded from the wide rows. */
+  /** The failed table's rows of this stage. */
+  public static Dataset<Row> failed(Dataset<Row> wide) {
+    return FailedRows.failed(wide, "score");
+  }
+
+  /** scored_tokens: one row per response token of the scored samples. */
   public static Dataset<Row> tokens(Dataset<Row> wide) {
-    Dataset<Row> t = wide.select(col("sample_id"), posexplode(col("token_ids"))
+    Dataset<Row> t = FailedRows.passed(wide).select(col("sample_id"), posexplode(col("token_ids"))
         .as(new String[] {"position", "token_id"}), col("token_text"), col("char_start"),
         col("char_end"), col("logp_expert"), col("logp_amateur"));
     return t.selectExpr("sample_id", "position", "token_id",
@@ -93,23 +107,71 @@ public final class ScoreStage {
       TextTokenizer tok = lm.tokenizer();
       PromptTemplate answer = new PromptTemplate("answer", s.answerTemplate());
       int eos = lm.eosIds()[0];
+      int positions = lm.config().maxPositions();
       List<Row> out = new ArrayList<>();
       for (int from = 0; from < rows.size(); from += s.scoreBatch()) {
-        List<Row> batch = rows.subList(from, Math.min(rows.size(), from + s.scoreBatch()));
+        List<Row> batch = new ArrayList<>();
         List<int[]> prompts = new ArrayList<>();
         List<int[]> responses = new ArrayList<>();
         List<TextTokenizer.Tokens> spans = new ArrayList<>();
-        for (Row r : batch) {
-          prompts.add(tok.encode(answer.render(Map.of("input", r.getString(1))), true));
-          responses.add(TaskPrompts.response(tok, r.getString(2), eos));
-          spans.add(tok.tokens(r.getString(2).strip() + "\n"));
+        for (Row r : rows.subList(from, Math.min(rows.size(), from + s.scoreBatch()))) {
+          try {
+            int[] p = tok.encode(answer.render(Map.of("input", r.getString(1))), true);
+            int[] y = TaskPrompts.response(tok, r.getString(2), eos);
+            if (p.length + y.length > positions) {
+              out.add(failure(r, "prompt and response are " + (p.length + y.length)
+                  + " tokens, more than the source model's " + positions + " positions"));
+              continue;
+            }
+            TextTokenizer.Tokens sp = tok.tokens(r.getString(2).strip() + "\n");
+            batch.add(r);
+            prompts.add(p);
+            responses.add(y);
+            spans.add(sp);
+          } catch (RuntimeException e) {
+            out.add(failure(r, describe(e)));
+          }
         }
-        List<float[]> le = lm.logprobs(prompts, responses, expert.adapter(), s.scoreBatch());
-        List<float[]> la = lm.logprobs(prompts, responses, null, s.scoreBatch());
+        done.add(Math.min(rows.size(), from + s.scoreBatch()) - from - batch.size());
+        if (batch.isEmpty()) {
+          continue;
+        }
+        List<float[]> le;
+        List<float[]> la;
+        try {
+          le = lm.logprobs(prompts, responses, expert.adapter(), s.scoreBatch());
+          la = lm.logprobs(prompts, responses, null, s.scoreBatch());
+        } catch (RuntimeException e) {
+          // One row can fail a whole batch: score the rows one by one to find which.
+          le = new ArrayList<>();
+          la = new ArrayList<>();
+          for (int i = 0; i < batch.size(); i++) {
+            try {
+              float[] e1 = lm.logprobs(List.of(prompts.get(i)), List.of(responses.get(i)),
+                  expert.adapter(), 1).get(0);
+              float[] a1 = lm.logprobs(List.of(prompts.get(i)), List.of(responses.get(i)), null,
+                  1).get(0);
+              le.add(e1);
+              la.add(a1);
+            } catch (RuntimeException one) {
+              le.add(null);
+              la.add(null);
+              out.add(failure(batch.get(i), describe(one)));
+            }
+          }
+        }
         long toks = 0;
         for (int i = 0; i < batch.size(); i++) {
-          out.add(row(batch.get(i), prompts.get(i), responses.get(i), le.get(i), la.get(i),
-              spans.get(i), tok));
+          if (le.get(i) == null) {
+            continue;
+          }
+          Row r = batch.get(i);
+          if (FaultInjection.nonFiniteScore(r.getLong(0))) {
+            le.get(i)[0] = Float.NaN;
+          }
+          String bad = nonFinite(r.getLong(0), le.get(i), la.get(i), responses.get(i).length);
+          out.add(bad != null ? failure(r, bad) : row(r, prompts.get(i), responses.get(i),
+              le.get(i), la.get(i), spans.get(i), tok));
           toks += responses.get(i).length;
         }
         done.add(batch.size());
@@ -118,10 +180,20 @@ public final class ScoreStage {
       return out.iterator();
     }
 
+    /** A wide row of a sample that could not be scored: empty arrays and the reason. */
+    static Row failure(Row pool, String reason) {
+      return RowFactory.create(pool.getLong(0), pool.getString(1), pool.getString(2),
+          new Integer[0], new Integer[0], new Float[0], new Float[0], 0, 0.0, 0.0,
+          new String[0], new Integer[0], new Integer[0], reason);
+    }
+
+    static String describe(RuntimeException e) {
+      return e.getClass().getSimpleName() + ": " + e.getMessage();
+    }
+
     private static Row row(Row pool, int[] prompt, int[] resp, float[] le, float[] la,
         TextTokenizer.Tokens spans, TextTokenizer tok) {
       int n = resp.length;
-      checkFinite(pool.getLong(0), le, la, n);
       double sum = 0;
       for (int i = 0; i < n; i++) {
         sum += le[i] - la[i];
@@ -137,28 +209,27 @@ public final class ScoreStage {
       }
       return RowFactory.create(pool.getLong(0), pool.getString(1), pool.getString(2),
           Tables.ints(prompt), Tables.ints(resp), Tables.floats(le), Tables.floats(la), n, n == 0 ? 0.0 : sum / n, sum,
-          pieces, start, end);
+          pieces, start, end, null);
     }
   }
 
   /**
-   * Refuses a row whose log-probs are not all finite: a NaN would make its excess, its rank and
-   * every token selection built on it meaningless without a trace (finite weights are checked at
-   * load; this catches values that overflow at run time).
-   *
-   * @throws IllegalStateException naming the sample, the model side and the token
+   * Why a row's log-probs cannot be used, or null when they are all finite: a NaN would make its
+   * excess, its rank and every token selection built on it meaningless without a trace (finite
+   * weights are checked at load; this catches values that overflow at run time). The row then
+   * goes to the failed table, naming the model side and the token.
    */
-  static void checkFinite(long sampleId, float[] expert, float[] amateur, int n) {
+  static String nonFinite(long sampleId, float[] expert, float[] amateur, int n) {
     for (int i = 0; i < n; i++) {
       String side = !Float.isFinite(expert[i]) ? "expert (source + adapter)"
           : !Float.isFinite(amateur[i]) ? "base (source without adapter)" : null;
       if (side != null) {
         float v = side.startsWith("expert") ? expert[i] : amateur[i];
-        throw new IllegalStateException("score: sample_id " + sampleId + ": the " + side
-            + " log-prob of response token " + i + " of " + n + " is " + v + "; the model "
-            + "produces non-finite values for this sample (check its weights and the device's "
-            + "precision)");
+        return "sample_id " + sampleId + ": the " + side + " log-prob of response token " + i
+            + " of " + n + " is " + v + "; the model produces non-finite values for this "
+            + "sample (check its weights and the device's precision)";
       }
     }
+    return null;
   }
 }

@@ -9,6 +9,7 @@ import org.apache.spark.sql.Row;
 import org.loratransplant.lora.LoraAdapter;
 import org.loratransplant.lora.PeftFormat;
 import org.loratransplant.model.LanguageModel;
+import org.loratransplant.pipeline.FaultInjection;
 import org.loratransplant.table.Tables;
 import org.loratransplant.train.LoraTrainer;
 import org.loratransplant.train.TrainingExample;
@@ -44,9 +45,14 @@ public final class TrainStage {
     return data;
   }
 
-  /** Trains a fresh adapter on {@code data} and writes it to {@code adapterOut}. */
+  /**
+   * Trains a fresh adapter on {@code data} and writes it to {@code adapterOut}, resuming from the
+   * newest checkpoint in {@code checkpoints} (null: none) and telling {@code listener} after
+   * each step (null: nobody). The caller removes the checkpoints once the adapter is committed.
+   */
   public static Result train(List<TrainingExample> data, LanguageModel target, TrainSettings s,
-      Path adapterOut, Path checkpoints, Map<String, String> extra) {
+      Path adapterOut, Path checkpoints, LoraTrainer.StepListener listener,
+      Map<String, String> extra) {
     double kept = 0;
     long total = 0;
     for (TrainingExample ex : data) {
@@ -58,21 +64,14 @@ public final class TrainStage {
     try (LoraAdapter adapter = LoraAdapter.create(s.lora(), target.config(),
         target.model().manager(), s.seed());
         Objectives.Closeable objective = Objectives.of(s, target)) {
-      LoraTrainer.Result r = objective.trainer().train(target, adapter, data, checkpoints);
+      LoraTrainer.Result r = objective.trainer().listening((done, checkpoint) -> {
+        if (listener != null) {
+          listener.afterStep(done, checkpoint);
+        }
+        FaultInjection.afterTrainStep(done);
+      }).train(target, adapter, data, checkpoints);
       PeftFormat.write(adapter, adapterOut, extra);
-      deleteQuietly(checkpoints);
       return new Result(r, data.size(), total == 0 ? 0 : kept / total);
-    }
-  }
-
-  static void deleteQuietly(Path dir) {
-    if (dir == null) {
-      return;
-    }
-    try {
-      PeftFormat.deleteRecursively(dir);
-    } catch (java.io.IOException e) {
-      // leftover checkpoints are harmless; the next run ignores them (other fingerprint)
     }
   }
 }
