@@ -249,4 +249,134 @@ class TitokPipelineTest {
     assertTrue(r.getMessage().contains("task.xml"), r.getMessage());
     assertFalse(Files.exists(tmp.resolve("fmt").resolve("pool")), "nothing written");
   }
+
+  /** Copies a complete output of one run directory into another (its marker too). */
+  static void copyOutput(Path from, Path to, String name) throws Exception {
+    try (java.util.stream.Stream<Path> files = Files.walk(from.resolve(name))) {
+      for (Path f : files.toList()) {
+        Path dst = to.resolve(from.relativize(f).toString());
+        if (Files.isDirectory(f)) {
+          Files.createDirectories(dst);
+        } else {
+          Files.copy(f, dst);
+        }
+      }
+    }
+  }
+
+  /**
+   * Samples whose scores come out non-finite go to the failed table with the reason and are left
+   * out of scored_samples, scored_tokens and the selection; the job fails only past
+   * lt.titok.max-failed-fraction, saying how many of how many, naming ids and the table, and
+   * raising the fraction reruns the stage on the same directory.
+   */
+  @Test
+  @Order(6)
+  void nonFiniteScoresGoToTheFailedTableAndFailTheJobOnlyPastTheFraction() throws Exception {
+    Path out = tmp.resolve("nan");
+    // The "same" run's pool, so that only scoring runs here.
+    copyOutput(tmp.resolve("same"), out, "pool");
+    copyOutput(tmp.resolve("same"), out, "dropped");
+    StageStore store = new StageStore(spark, out.toString());
+    List<Long> ids = store.read(Tables.POOL).orderBy("sample_id").select("sample_id")
+        .collectAsList().stream().map(r -> r.getLong(0)).toList();
+    long n = ids.size();
+    List<Long> bad = List.of(ids.get(1), ids.get(4), ids.get(7));
+    System.setProperty("lt.inject-non-finite", bad.stream().map(String::valueOf)
+        .collect(Collectors.joining(",")));
+    try {
+      // 3 of n >= 12 is over 10 %: the stage fails, and says so.
+      IllegalStateException e = assertThrows(IllegalStateException.class,
+          () -> new TitokJob(spark, settings(out.toString(), "llama2xs",
+              "lt.titok.max-failed-fraction=0.1"), false).run("select"));
+      String m = e.getMessage();
+      assertTrue(m.startsWith("score: 3 of " + n + " samples failed") && m.contains("more than "
+          + "lt.titok.max-failed-fraction = 10.0%"), m);
+      assertTrue(m.contains("sample_id " + bad.get(0) + " (the expert (source + adapter) "
+          + "log-prob of response token 0"), m);
+      assertTrue(m.contains(out + "/failed"), m);
+      List<Row> failed = store.read(Tables.FAILED).collectAsList();
+      assertEquals(bad, failed.stream().map(r -> r.<Long>getAs("sample_id")).sorted().toList());
+      assertTrue(failed.stream().allMatch(r -> r.<String>getAs("stage").equals("score")
+          && r.<String>getAs("reason").contains("NaN")));
+      // Within 25 % it goes on (same directory: the fraction is not part of the run's settings).
+      ObjectNode summary = new TitokJob(spark, settings(out.toString(), "llama2xs",
+          "lt.titok.max-failed-fraction=0.25"), false).run("select");
+      assertEquals(3, summary.get("rows").get("failed").asLong());
+      assertEquals(3, summary.get("stages").get("score").get("failed").asLong());
+    } finally {
+      System.clearProperty("lt.inject-non-finite");
+    }
+    Dataset<Row> scored = store.read(Tables.SCORED_SAMPLES);
+    assertEquals(n - 3, scored.count());
+    for (Tables t : List.of(Tables.SCORED_SAMPLES, Tables.SCORED_TOKENS, Tables.SELECTED)) {
+      assertEquals(0, store.read(t).where(org.apache.spark.sql.functions.col("sample_id")
+          .isin(bad.toArray())).count(), t + " holds no failed sample");
+    }
+    // Queryable as a view, as jobs/lt sql registers it.
+    assertEquals(3L, spark.sql("SELECT count(*) FROM failed WHERE stage = 'score'").first()
+        .getLong(0));
+    // Every other sample scores as in the run without faults.
+    assertEquals(rows(new StageStore(spark, tmp.resolve("same").toString())
+        .read(Tables.SCORED_SAMPLES).where(org.apache.spark.sql.functions.col("sample_id")
+        .isin(bad.toArray()).unary_$bang()), "sample_id", "mean_excess"),
+        rows(scored, "sample_id", "mean_excess"));
+  }
+
+  /**
+   * The train stage checkpoints into the run directory (not the driver's temp folder shared by
+   * every run of those settings); a driver that dies after step 4 leaves them there, the rerun
+   * resumes at step 4 and ends with the adapter of the uninterrupted run, then removes them.
+   */
+  @Test
+  @Order(7)
+  void aTrainStageKilledAfterACheckpointResumesFromItInTheRunDirectory() throws Exception {
+    Path cell = tmp.resolve("resume");
+    StageStore pool = new StageStore(spark, tmp.resolve("same").toString());
+    StageStore cellStore = new StageStore(spark, cell.toString());
+    Settings st = TitokJob.withMethod(settings(cell.toString(), "llama2xs",
+        "lt.train.checkpoint-every=2"));
+    System.setProperty("lt.fail-after-step", "4");
+    try {
+      IllegalStateException e = assertThrows(IllegalStateException.class,
+          () -> new RecipeRunner(false).run(new org.loratransplant.recipes.Transplant(spark, st,
+              pool, cellStore, 42, true).recipe(), "train"));
+      assertTrue(e.getMessage().contains("after training step 4"), e.getMessage());
+    } finally {
+      System.clearProperty("lt.fail-after-step");
+    }
+    List<Path> ckpts;
+    try (java.util.stream.Stream<Path> f = Files.list(cell.resolve("_checkpoints"))) {
+      ckpts = f.toList();
+    }
+    assertEquals(1, ckpts.size(), ckpts.toString());
+    assertTrue(ckpts.get(0).getFileName().toString().startsWith("train-"));
+    assertTrue(Files.isRegularFile(ckpts.get(0).resolve("checkpoint-00000004")
+        .resolve("trainer_state.json")), "checkpoint of step 4 in the run directory");
+
+    java.util.Map<String, ObjectNode> stats = new RecipeRunner(false).run(
+        new org.loratransplant.recipes.Transplant(spark, st, pool, cellStore, 42, true).recipe(),
+        "train");
+    assertTrue(stats.get("align").path("skipped").asBoolean());
+    assertEquals(4, stats.get("train").get("resumed_from_step").asInt(), "resumed at step 4");
+    assertEquals(6, stats.get("train").get("steps").asInt());
+    assertFalse(Files.exists(cell.resolve("_checkpoints")), "removed once the adapter is in");
+    // The uninterrupted run ("same", no checkpoints) trained the same data with the same seed.
+    try (var a = org.loratransplant.safetensors.SafeTensorsFile.open(tmp.resolve("same")
+        .resolve("adapter/adapter_model.safetensors"));
+        var b = org.loratransplant.safetensors.SafeTensorsFile.open(cell.resolve(
+            "adapter/adapter_model.safetensors"))) {
+      assertEquals(a.names(), b.names());
+      double maxDiff = 0;
+      for (String name : a.names()) {
+        float[] x = a.readFloat32(name);
+        float[] y = b.readFloat32(name);
+        for (int i = 0; i < x.length; i++) {
+          assertEquals(x[i], y[i], 1e-6f * Math.max(1f, Math.abs(x[i])), name + "[" + i + "]");
+          maxDiff = Math.max(maxDiff, Math.abs(x[i] - y[i]));
+        }
+      }
+      System.out.println("resumed vs uninterrupted adapter: max |difference| " + maxDiff);
+    }
+  }
 }

@@ -28,6 +28,17 @@ class TitokSettingsTest {
     assertEquals(0.9, with("lt.titok.generation.top-p=0.9").topP());
   }
 
+  @Test
+  void maxFailedFractionOutsideZeroToOneIsRefused() {
+    for (String bad : List.of("1.5", "-0.1", "NaN")) {
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+          () -> with("lt.titok.max-failed-fraction=" + bad));
+      assertTrue(e.getMessage().contains("max-failed-fraction"), e.getMessage());
+    }
+    assertEquals(0.05, with("lt.titok.samples=250").maxFailedFraction(), "the default");
+    assertEquals(0.0, with("lt.titok.max-failed-fraction=0").maxFailedFraction());
+  }
+
   /**
    * The conf's relative model paths are resolved on the driver: on a cluster an executor's
    * working directory is its own, and "../shared/models/stories260K" named nothing there.

@@ -169,7 +169,7 @@ public final class ScoreStage {
           if (FaultInjection.nonFiniteScore(r.getLong(0))) {
             le.get(i)[0] = Float.NaN;
           }
-          String bad = nonFinite(r.getLong(0), le.get(i), la.get(i), responses.get(i).length);
+          String bad = nonFinite(le.get(i), la.get(i), responses.get(i).length);
           out.add(bad != null ? failure(r, bad) : row(r, prompts.get(i), responses.get(i),
               le.get(i), la.get(i), spans.get(i), tok));
           toks += responses.get(i).length;
@@ -217,15 +217,15 @@ public final class ScoreStage {
    * Why a row's log-probs cannot be used, or null when they are all finite: a NaN would make its
    * excess, its rank and every token selection built on it meaningless without a trace (finite
    * weights are checked at load; this catches values that overflow at run time). The row then
-   * goes to the failed table, naming the model side and the token.
+   * goes to the failed table (beside its sample id), naming the model side and the token.
    */
-  static String nonFinite(long sampleId, float[] expert, float[] amateur, int n) {
+  static String nonFinite(float[] expert, float[] amateur, int n) {
     for (int i = 0; i < n; i++) {
       String side = !Float.isFinite(expert[i]) ? "expert (source + adapter)"
           : !Float.isFinite(amateur[i]) ? "base (source without adapter)" : null;
       if (side != null) {
         float v = side.startsWith("expert") ? expert[i] : amateur[i];
-        return "sample_id " + sampleId + ": the " + side + " log-prob of response token " + i
+        return "the " + side + " log-prob of response token " + i
             + " of " + n + " is " + v + "; the model produces non-finite values for this "
             + "sample (check its weights and the device's precision)";
       }
