@@ -33,7 +33,8 @@ class TrainLoraKillResumeTest {
   private List<String> args(Path out) {
     return List.of("train-lora", "--model", SharedData.model("stories260K").toString(), "--out",
         out.toString(), "--conf", "conf/expert-boolean.conf", "--set", "lt.train.epochs=1",
-        "--set", "lt.train.checkpoint-every=2", "--set", "lt.train.log-every=1", "--set",
+        // 25 training examples: 7 steps, checkpoints at 2, 4 and 6
+        "--set", "lt.task.test-fraction=0.9", "--set", "lt.train.checkpoint-every=2", "--set",
         "lt.task.file=" + SharedData.root() + "/data/bbh/bbh/boolean_expressions.json");
   }
 
@@ -85,6 +86,8 @@ class TrainLoraKillResumeTest {
     assertEquals(0, Main.run(args(out).toArray(new String[0])));
     assertEquals(4, SharedData.json(out.resolve(ExpertTraining.SUMMARY_FILE))
         .get("resumed_from_step").asInt());
+    assertEquals(7, SharedData.json(out.resolve(ExpertTraining.SUMMARY_FILE)).get("steps")
+        .asInt());
     assertFalse(Files.exists(checkpoints), "checkpoints removed after success");
 
     // ... and ends where an uninterrupted run ends.
