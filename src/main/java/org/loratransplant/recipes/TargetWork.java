@@ -62,6 +62,8 @@ public record TargetWork(String taskName, List<TaskExample> test, List<String> a
       st.put("steps", r.training().steps());
       st.put("final_loss", r.training().losses().get(r.training().losses().size() - 1));
       st.put("tokens", r.training().tokens());
+      // The fit alone: the stage's seconds also count any wait for another training in this JVM.
+      st.put("fit_seconds", r.training().seconds());
       return st;
     } catch (IOException e) {
       throw new UncheckedIOException(e);
