@@ -100,7 +100,10 @@ public final class FleetJob {
       Experiment exp = new Experiment(TitokJob.withMethod(settings.overlay(Map.of(
           "titok.method", m), "--method " + m)));
       TitokSettings.from(exp);
-      MethodSettings.from(exp);
+      if (!MethodSettings.from(exp).evaluateOnly().isEmpty()) {
+        throw new IllegalArgumentException("lt.method.evaluate-only = " + MethodSettings.from(exp)
+            .evaluateOnly() + ": a migration needs a method that makes a target adapter");
+      }
       exp.trainer();
       exp.evaluation();
       return new Plan(settings, manifest, target.toAbsolutePath().normalize().toString(),

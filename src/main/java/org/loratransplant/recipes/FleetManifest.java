@@ -162,15 +162,17 @@ public record FleetManifest(Path file, List<Entry> entries) {
     return dir.resolve(p).toAbsolutePath().normalize();
   }
 
-  /** The entries' method overrides that are not presets of {@code presets}, as an error. */
+  /**
+   * Refuses an entry whose method (its own, else {@code jobMethod}) is no preset of
+   * {@code presets} or only evaluates; an empty method means lt.method as set.
+   */
   void checkMethods(Config presets, String jobMethod) {
     for (Entry e : entries) {
       String m = e.method().isEmpty() ? jobMethod : e.method();
       String field = e.method().isEmpty() ? "the job's method (--method / lt.titok.method)"
           : "field 'method'";
       if (m.isEmpty()) {
-        throw new IllegalArgumentException("fleet manifest " + file + ": adapter '" + e.name()
-            + "': no method (" + field + " is empty)");
+        continue; // lt.method exactly as set, as in titok
       }
       if (!presets.hasPath("\"" + m + "\"")) {
         throw new IllegalArgumentException("fleet manifest " + file + ": adapter '" + e.name()
