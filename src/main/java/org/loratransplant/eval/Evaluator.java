@@ -19,7 +19,7 @@ public final class Evaluator {
 
   /** How to prompt and read answers. */
   public record Settings(PromptTemplate answerPrompt, int maxNewTokens, int batchSize,
-      boolean firstLine) {}
+      boolean firstLine) implements java.io.Serializable {}
 
   /** One example's outcome. */
   public record Row(String input, String target, String generated, String answer,

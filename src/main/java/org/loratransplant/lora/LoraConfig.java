@@ -14,7 +14,8 @@ import org.loratransplant.model.Projection;
  * @param baseModel the base model's name or path, recorded in {@code adapter_config.json}
  */
 public record LoraConfig(int r, double alpha, double dropout, Set<Projection> targetModules,
-    List<Integer> layersToTransform, boolean useRslora, String baseModel) {
+    List<Integer> layersToTransform, boolean useRslora, String baseModel)
+    implements java.io.Serializable {
 
   public LoraConfig {
     if (r <= 0) {

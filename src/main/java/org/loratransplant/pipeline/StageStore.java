@@ -23,17 +23,51 @@ import org.loratransplant.table.Tables;
  * {@code _LT_COMPLETE} holding the stage's config hash. A directory without the marker (a killed
  * run) is never read and is replaced on the next run; a marker with another hash means the
  * output belongs to different settings.
+ *
+ * <p>Serializable, so that a Spark task can commit its own outputs (the fleet trains each
+ * adapter's target LoRA in a task): a copy carries the driver's Hadoop settings and offers the
+ * file operations only; tables are read and written on the driver.
  */
-public final class StageStore {
+public final class StageStore implements java.io.Serializable {
+  private static final long serialVersionUID = 1L;
   public static final String MARKER = "_LT_COMPLETE";
-  private final SparkSession spark;
+  /** The driver's session; null in a copy deserialized on an executor. */
+  private final transient SparkSession spark;
+  /** The Hadoop settings a deserialized copy uses (the driver's, when it was serialized). */
+  private transient Configuration shipped;
   private final String root;
   /** Set once a write check of a local root passed (a store writes many times). */
   private volatile boolean writable;
 
   public StageStore(SparkSession spark, String root) {
+    this(spark, null, root);
+  }
+
+  private StageStore(SparkSession spark, Configuration shipped, String root) {
     this.spark = spark;
+    this.shipped = shipped;
     this.root = root.endsWith("/") ? root.substring(0, root.length() - 1) : root;
+  }
+
+  private void writeObject(java.io.ObjectOutputStream out) throws IOException {
+    out.defaultWriteObject();
+    conf().write(out);
+  }
+
+  private void readObject(java.io.ObjectInputStream in) throws IOException,
+      ClassNotFoundException {
+    in.defaultReadObject();
+    shipped = new Configuration(false);
+    shipped.readFields(in);
+  }
+
+  /** The session, for the table operations a copy on an executor cannot do. */
+  private SparkSession spark() {
+    if (spark == null) {
+      throw new IllegalStateException("store " + root + ": tables are read and written on the "
+          + "driver, not in a task");
+    }
+    return spark;
   }
 
   public String root() {
@@ -68,7 +102,7 @@ public final class StageStore {
   }
 
   private FileSystem fs(Path p) {
-    Configuration conf = spark.sparkContext().hadoopConfiguration();
+    Configuration conf = conf();
     try {
       return p.getFileSystem(conf);
     } catch (IOException e) {
@@ -119,7 +153,7 @@ public final class StageStore {
   }
 
   private Configuration conf() {
-    return spark.sparkContext().hadoopConfiguration();
+    return spark != null ? spark.sparkContext().hadoopConfiguration() : shipped;
   }
 
   /**
@@ -358,7 +392,7 @@ public final class StageStore {
       throw new IllegalStateException("table " + table.tableName() + " at " + path(table)
           + " is not complete: run its stage first");
     }
-    Dataset<Row> df = spark.read().parquet(path(table));
+    Dataset<Row> df = spark().read().parquet(path(table));
     table.check(df);
     return df;
   }
@@ -414,7 +448,7 @@ public final class StageStore {
 
   /** A store for a sub-directory of this one (a method's or a cell's own outputs). */
   public StageStore child(String name) {
-    return new StageStore(spark, path(name));
+    return new StageStore(spark, shipped, path(name));
   }
 
   private static org.apache.spark.sql.Column[] columns(Tables t) {

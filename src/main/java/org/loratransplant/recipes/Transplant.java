@@ -20,7 +20,6 @@ import org.apache.spark.sql.SparkSession;
 import org.loratransplant.config.Experiment;
 import org.loratransplant.config.Settings;
 import org.loratransplant.eval.Evaluator;
-import org.loratransplant.eval.Reports;
 import org.loratransplant.lora.LoraAdapter;
 import org.loratransplant.lora.PeftFormat;
 import org.loratransplant.model.Devices;
@@ -324,30 +323,20 @@ public final class Transplant {
 
   private ObjectNode train(String key) {
     List<TrainingExample> data = TrainStage.examples(cellStore.read(Tables.TRAINING));
-    TrainSettings ts = trainSettings().withLearningRate(choice().learningRate());
-    try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
-        Devices.choose(t.device()))) {
-      Path local = Files.createTempDirectory("lt-adapter-").resolve(ADAPTER);
-      // In the run directory, per run and settings: a killed run resumes from them (on another
-      // machine too, for s3a://), and no other run sees them.
-      CheckpointDir checkpoints = CheckpointDir.of(cellStore, "train", key);
-      checkpoints.prepare();
-      TrainStage.Result r = TrainStage.train(data, target, ts, local, checkpoints.local(),
-          checkpoints.publisher(), Map.of("lt_settings.conf", settings.render()));
-      cellStore.commitLocalDirectory(local, ADAPTER, RecipeRunner.PENDING);
-      checkpoints.delete();
-      ObjectNode st = JSON.createObjectNode();
-      st.put("resumed_from_step", r.training().resumedFromStep());
-      st.put("examples", r.examples());
-      st.put("kept_token_fraction", r.keptTokenFraction());
-      st.put("learning_rate", ts.trainer().learningRate());
-      st.put("steps", r.training().steps());
-      st.put("final_loss", r.training().losses().get(r.training().losses().size() - 1));
-      st.put("tokens", r.training().tokens());
-      return st;
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    }
+    return targetWork().train(cellStore, key, data);
+  }
+
+  /**
+   * The target side (training with the chosen learning rate, evaluation) as serializable work;
+   * built once the stages before {@code train} are complete (it reads the tuning result).
+   */
+  public TargetWork targetWork() {
+    boolean trains = m.evaluateOnly().isEmpty() && m.transfer().isEmpty();
+    TrainSettings ts = trains ? trainSettings().withLearningRate(choice().learningRate())
+        : trainSettings();
+    return new TargetWork(task.name(), split.test(), task.answerSet(), t.targetModel(),
+        t.sourceModel(), t.sourceAdapter(), t.device(), m.name(), ts, exp.evaluation(),
+        fullReport, settings.render());
   }
 
   /**
@@ -383,72 +372,12 @@ public final class Transplant {
     return st;
   }
 
-  /** Name of the system a cell's evaluation reports. */
-  private String systemName() {
-    return Path.of(t.targetModel()).getFileName() + " + " + m.name();
-  }
-
   private ObjectNode evaluate() {
-    Evaluator ev = new Evaluator(exp.evaluation());
-    List<Evaluator.Report> reports = new ArrayList<>();
-    List<String> answers = task.answerSet();
-    Path adapterDir = cellStore.localCopy(ADAPTER);
-    try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
-        Devices.choose(t.device()));
-        LoraAdapter a = PeftFormat.isAdapterDir(adapterDir) ? PeftFormat.read(adapterDir,
-            target.config(), target.model().manager()) : null) {
-      String name = Path.of(t.targetModel()).getFileName().toString();
-      if (fullReport) {
-        reports.add(ev.evaluate(name + " (vanilla)", target, null, split.test(), answers));
-        reports.add(ev.evaluate(name + " + transplanted LoRA (" + m.name() + ")", target, a,
-            split.test(), answers));
-      } else {
-        reports.add(ev.evaluate(systemName(), target, a, split.test(), answers));
-      }
-    }
-    if (fullReport) {
-      reports.add(evaluateExpert(ev));
-    }
-    return writeEvaluation(reports);
-  }
-
-  private Evaluator.Report evaluateExpert(Evaluator ev) {
-    try (LanguageModel source = LanguageModel.load(Path.of(t.sourceModel()),
-        Devices.choose(t.device()));
-        LoraAdapter a = PeftFormat.read(Path.of(t.sourceAdapter()), source.config(),
-            source.model().manager())) {
-      return ev.evaluate(Path.of(t.sourceModel()).getFileName() + " + source LoRA (expert)",
-          source, a, split.test(), task.answerSet());
-    }
+    return targetWork().evaluate(cellStore);
   }
 
   private ObjectNode evaluateReference() {
-    Evaluator ev = new Evaluator(exp.evaluation());
-    if (m.evaluateOnly().equals("expert")) {
-      return writeEvaluation(List.of(evaluateExpert(ev)));
-    }
-    try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
-        Devices.choose(t.device()))) {
-      return writeEvaluation(List.of(ev.evaluate(Path.of(t.targetModel()).getFileName()
-          + " (vanilla)", target, null, split.test(), task.answerSet())));
-    }
-  }
-
-  private ObjectNode writeEvaluation(List<Evaluator.Report> reports) {
-    String md = Reports.markdown(task.name() + " (test split)", reports);
-    try {
-      Path local = Files.createTempDirectory("lt-eval-").resolve(EVALUATION);
-      Files.createDirectories(local);
-      Files.writeString(local.resolve("evaluation.md"), md);
-      Files.writeString(local.resolve("evaluation.json"), Reports.toJson(
-          Reports.json(task.name(), reports, true)));
-      cellStore.commitLocalDirectory(local, EVALUATION, RecipeRunner.PENDING);
-    } catch (IOException e) {
-      throw new UncheckedIOException(e);
-    }
-    ObjectNode st = JSON.createObjectNode();
-    st.set("report", Reports.json(task.name(), reports, false));
-    return st;
+    return targetWork().evaluateReference(cellStore, m.evaluateOnly());
   }
 
   /** The stored evaluation table of a complete run, or null. */

@@ -6,6 +6,7 @@ import static org.apache.spark.sql.types.DataTypes.IntegerType;
 import static org.apache.spark.sql.types.DataTypes.LongType;
 import static org.apache.spark.sql.types.DataTypes.StringType;
 import static org.apache.spark.sql.types.DataTypes.createArrayType;
+import static org.apache.spark.sql.types.DataTypes.createMapType;
 import static org.apache.spark.sql.types.DataTypes.createStructField;
 import static org.apache.spark.sql.types.DataTypes.createStructType;
 
@@ -104,7 +105,55 @@ public enum Tables {
       createStructField("value", DoubleType, false),
       createStructField("ci_low", DoubleType, false),
       createStructField("ci_high", DoubleType, false),
-      createStructField("n", IntegerType, false)}));
+      createStructField("n", IntegerType, false)})),
+  /**
+   * fleet: one row per adapter migrated to the target. {@code vanilla}, {@code transplanted} and
+   * {@code expert} hold each system's test-split scores with 95% intervals (null for a failed
+   * adapter; choice accuracy null without a closed answer set); {@code exact_match_gain} is
+   * transplanted minus vanilla with a paired-bootstrap interval and p value; seconds are per
+   * stage of the run that did the work; {@code stages_run} the stages this invocation ran
+   * ({@code []}: resumed whole); {@code executor} where the target side (train, evaluate) ran.
+   */
+  FLEET_REPORT("fleet_report", createStructType(new StructField[] {
+      createStructField("adapter", StringType, false),
+      createStructField("task", StringType, true),
+      createStructField("source_model", StringType, false),
+      createStructField("target", StringType, false),
+      createStructField("method", StringType, false),
+      createStructField("status", StringType, false),
+      createStructField("error", StringType, true),
+      createStructField("n", IntegerType, true),
+      createStructField("vanilla", Scores.SYSTEM, true),
+      createStructField("transplanted", Scores.SYSTEM, true),
+      createStructField("expert", Scores.SYSTEM, true),
+      createStructField("exact_match_gain", Scores.GAIN, true),
+      createStructField("stage_seconds", createMapType(StringType, DoubleType, false), false),
+      createStructField("wall_seconds", DoubleType, false),
+      createStructField("stages_run", createArrayType(StringType, false), false),
+      createStructField("executor", StringType, true)}));
+
+  /** The nested types of {@link #FLEET_REPORT}. */
+  public static final class Scores {
+    private Scores() {}
+
+    /** A metric's value with its 95% interval. */
+    public static final StructType METRIC = createStructType(new StructField[] {
+        createStructField("value", DoubleType, false),
+        createStructField("ci_low", DoubleType, false),
+        createStructField("ci_high", DoubleType, false)});
+    /** One system's metrics, as Transplant's evaluation reports them. */
+    public static final StructType SYSTEM = createStructType(new StructField[] {
+        createStructField("exact_match", METRIC, false),
+        createStructField("choice_accuracy", METRIC, true),
+        createStructField("rouge1", METRIC, false),
+        createStructField("rougeL", METRIC, false)});
+    /** A paired difference: mean, 95% bootstrap interval, two-sided p. */
+    public static final StructType GAIN = createStructType(new StructField[] {
+        createStructField("value", DoubleType, false),
+        createStructField("ci_low", DoubleType, false),
+        createStructField("ci_high", DoubleType, false),
+        createStructField("p", DoubleType, false)});
+  }
 
   private final String tableName;
   private final StructType schema;

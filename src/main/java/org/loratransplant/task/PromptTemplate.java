@@ -8,7 +8,7 @@ import java.util.regex.Pattern;
  * A text with {@code {name}} placeholders. Rendering fails on a placeholder that has no value,
  * naming the template, so a typo in conf/ is caught before a long job starts.
  */
-public record PromptTemplate(String name, String text) {
+public record PromptTemplate(String name, String text) implements java.io.Serializable {
   private static final Pattern PLACEHOLDER = Pattern.compile("\\{([a-z_]+)}");
 
   public String render(Map<String, String> values) {

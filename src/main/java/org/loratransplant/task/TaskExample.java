@@ -6,7 +6,8 @@ import java.util.List;
  * One example of a task: the input, the reference answer, and, for multiple choice (MMLU), the
  * answer options the target is one of.
  */
-public record TaskExample(String input, String target, List<String> choices) {
+public record TaskExample(String input, String target, List<String> choices)
+    implements java.io.Serializable {
   public TaskExample {
     choices = List.copyOf(choices);
   }

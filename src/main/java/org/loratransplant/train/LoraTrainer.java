@@ -104,6 +104,38 @@ public final class LoraTrainer {
    */
   public Result train(LanguageModel lm, LoraAdapter adapter, List<TrainingExample> data,
       Path checkpointDir) {
+    // DJL's PyTorch engine lets one GradientCollector record at a time in a JVM (a second one
+    // throws "already collecting", and its grad mode broke the first one's in-place updates:
+    // seen with two fleet train tasks in one executor), so trainings in one JVM take turns.
+    if (!ONE_AT_A_TIME.tryLock()) {
+      LOG.info("another training runs in this JVM: waiting for it to end");
+      ONE_AT_A_TIME.lock();
+    }
+    // Gradients are recorded inside each GradientCollector only: the optimiser's in-place
+    // updates need grad mode off. PyTorch's grad mode is per thread and on by default; DJL turns
+    // it off only in the thread that started the engine, so a Spark task thread had it on
+    // ("a leaf Variable that requires grad is being used in an in-place operation").
+    boolean pytorch = "PyTorch".equals(ai.djl.engine.Engine.getDefaultEngineName());
+    boolean gradMode = pytorch && ai.djl.pytorch.jni.JniUtils.isGradMode();
+    try {
+      if (gradMode) {
+        ai.djl.pytorch.jni.JniUtils.setGradMode(false);
+      }
+      return trainAlone(lm, adapter, data, checkpointDir);
+    } finally {
+      if (gradMode) {
+        ai.djl.pytorch.jni.JniUtils.setGradMode(true);
+      }
+      ONE_AT_A_TIME.unlock();
+    }
+  }
+
+  /** Held while a training runs in this JVM. */
+  private static final java.util.concurrent.locks.ReentrantLock ONE_AT_A_TIME =
+      new java.util.concurrent.locks.ReentrantLock(true);
+
+  private Result trainAlone(LanguageModel lm, LoraAdapter adapter, List<TrainingExample> data,
+      Path checkpointDir) {
     if (data.isEmpty()) {
       throw new IllegalArgumentException("no training examples");
     }

@@ -11,7 +11,8 @@ package org.loratransplant.train;
  */
 public record TrainerConfig(double learningRate, int epochs, int batchSize, double weightDecay,
     double warmupRatio, double maxGradNorm, int gradAccumulation, long seed, double neftuneAlpha,
-    LossNormaliser normaliser, int checkpointEvery, int logEvery) {
+    LossNormaliser normaliser, int checkpointEvery, int logEvery)
+    implements java.io.Serializable {
 
   /** {@code sum(w * ce) / N} where N is the weight sum or the number of response tokens. */
   public enum LossNormaliser {

@@ -7,7 +7,8 @@ import java.util.Arrays;
  * token with a loss weight in [0, 1] (TiTok's selected tokens 1, others 0; tokens carried across
  * tokenizers may get fractions).
  */
-public record TrainingExample(int[] prompt, int[] response, float[] weights) {
+public record TrainingExample(int[] prompt, int[] response, float[] weights)
+    implements java.io.Serializable {
 
   public TrainingExample {
     if (prompt.length == 0) {

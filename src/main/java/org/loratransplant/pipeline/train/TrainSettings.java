@@ -14,7 +14,7 @@ import org.loratransplant.train.TrainerConfig;
  */
 public record TrainSettings(String targetModel, LoraConfig lora, TrainerConfig trainer,
     String objective, double kdWeight, double kdTemperature, ModelSpec teacher, long seed,
-    String device) {
+    String device) implements java.io.Serializable {
 
   public TrainSettings {
     if (!objective.equals("ce") && !objective.equals("kd")) {
