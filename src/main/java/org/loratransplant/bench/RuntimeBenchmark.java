@@ -106,9 +106,13 @@ public final class RuntimeBenchmark {
    *
    * @param fileReadFirstS seconds to read every weight file, first time in this run
    * @param fileReadAgainS seconds to read them again (from the page cache when they fit)
+   * @param fileReadAgainCpuS CPU seconds of the calling thread in the second read
    * @param loadS seconds of {@link LanguageModel#load}
+   * @param loadCpuS CPU seconds of the calling thread in it (the load runs on one thread; on a
+   *     busy machine wall seconds mostly measure the wait for a core)
    * @param fileBytes bytes of the weight files
    * @param weightBytes bytes of the weights in memory (float32, each stored once)
+   * @param rssBeforeLoadMb resident memory before loading (the JVM and the started engine)
    * @param rssAfterLoadMb resident memory after loading
    * @param peakLoadMb peak resident memory up to the end of loading
    * @param peakScoringMb peak resident memory while scoring (after a reset), -1 if unknown
@@ -117,8 +121,9 @@ public final class RuntimeBenchmark {
    * @param adapterFolded whether the expert's LoRA was folded into copies
    * @param scoreS seconds of one expert + amateur scoring pass
    */
-  public record Memory(double fileReadFirstS, double fileReadAgainS, double loadS,
-      long fileBytes, long weightBytes, double rssAfterLoadMb, double peakLoadMb,
+  public record Memory(double fileReadFirstS, double fileReadAgainS, double fileReadAgainCpuS,
+      double loadS, double loadCpuS,
+      long fileBytes, long weightBytes, double rssBeforeLoadMb, double rssAfterLoadMb, double peakLoadMb,
       double peakScoringMb, long baseDecoderBytes, long adapterDecoderBytes,
       boolean adapterFolded, double scoreS) {}
 
@@ -131,6 +136,9 @@ public final class RuntimeBenchmark {
     long fileBytes = 0;
     double first = 0;
     double again = 0;
+    double againCpu = 0;
+    java.lang.management.ThreadMXBean cpu = java.lang.management.ManagementFactory
+        .getThreadMXBean();
     try {
       List<Path> files;
       try (java.util.stream.Stream<Path> s = Files.list(dir)) {
@@ -140,14 +148,23 @@ public final class RuntimeBenchmark {
       for (Path f : files) {
         fileBytes += Files.size(f);
       }
-      first = readAll(files);
-      again = readAll(files);
+      first = readAll(files)[0];
+      double[] second = readAll(files);
+      again = second[0];
+      againCpu = second[1];
     } catch (IOException e) {
       throw new java.io.UncheckedIOException("reading " + dir + ": " + e.getMessage(), e);
     }
+    // Start the engine first: its native start-up is no part of loading a model.
+    try (ai.djl.ndarray.NDManager warm = ai.djl.ndarray.NDManager.newBaseManager(device)) {
+      warm.ones(new ai.djl.ndarray.types.Shape(4)).sum().getFloat();
+    }
+    double rssBefore = statusMb("VmRSS:");
     long t0 = System.nanoTime();
+    long c0 = cpu.getCurrentThreadCpuTime();
     try (LanguageModel lm = LanguageModel.load(dir, device)) {
       double loadS = (System.nanoTime() - t0) / 1e9;
+      double loadCpuS = (cpu.getCurrentThreadCpuTime() - c0) / 1e9;
       double rss = statusMb("VmRSS:");
       double peakLoad = peakRssMb();
       boolean reset = resetPeakRss();
@@ -188,16 +205,20 @@ public final class RuntimeBenchmark {
           }
         }
         LanguageModel.DecoderStats st = lm.decoderStats();
-        return new Memory(first, again, loadS, fileBytes, st.weightBytes(), rss, peakLoad,
+        return new Memory(first, again, againCpu, loadS, loadCpuS, fileBytes, st.weightBytes(), rssBefore, rss,
+            peakLoad,
             reset ? peakRssMb() : -1, st.baseDecoderBytes(), st.adapterDecoderBytes(),
             st.adapterFolded(), scoreS);
       }
     }
   }
 
-  /** Seconds to read {@code files} whole through one direct buffer. */
-  private static double readAll(List<Path> files) throws IOException {
+  /** Wall and CPU seconds to read {@code files} whole through one direct buffer. */
+  private static double[] readAll(List<Path> files) throws IOException {
     java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocateDirect(16 << 20);
+    java.lang.management.ThreadMXBean cpu = java.lang.management.ManagementFactory
+        .getThreadMXBean();
+    long c0 = cpu.getCurrentThreadCpuTime();
     long t0 = System.nanoTime();
     for (Path f : files) {
       try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(f)) {
@@ -209,7 +230,8 @@ public final class RuntimeBenchmark {
         }
       }
     }
-    return (System.nanoTime() - t0) / 1e9;
+    return new double[] {(System.nanoTime() - t0) / 1e9,
+        (cpu.getCurrentThreadCpuTime() - c0) / 1e9};
   }
 
   /** Resets VmHWM to the current RSS (Linux 4.0+); false where that is not possible. */

@@ -105,22 +105,26 @@ public final class BenchRuntimeCommand implements Command {
     double gb = 1e9;
     if (o.has("json")) {
       System.out.printf(java.util.Locale.ROOT, "{\"workload\":\"memory\",\"file_gb\":%.3f,"
-          + "\"file_read_first_s\":%.2f,\"file_read_again_s\":%.2f,\"load_s\":%.2f,"
-          + "\"weights_gb\":%.3f,\"rss_after_load_mb\":%.0f,\"peak_load_mb\":%.0f,"
+          + "\"file_read_first_s\":%.2f,\"file_read_again_s\":%.2f,\"file_read_again_cpu_s\":%.2f,"
+          + "\"load_s\":%.2f,\"load_cpu_s\":%.2f,"
+          + "\"weights_gb\":%.3f,\"rss_before_load_mb\":%.0f,\"rss_after_load_mb\":%.0f,\"peak_load_mb\":%.0f,"
           + "\"peak_scoring_mb\":%.0f,\"base_decoder_mb\":%.1f,\"expert_decoder_mb\":%.1f,"
           + "\"expert_folded\":%b,\"score_s\":%.2f}%n", r.fileBytes() / gb,
-          r.fileReadFirstS(), r.fileReadAgainS(), r.loadS(), r.weightBytes() / gb,
-          r.rssAfterLoadMb(), r.peakLoadMb(), r.peakScoringMb(), r.baseDecoderBytes() / 1e6,
+          r.fileReadFirstS(), r.fileReadAgainS(), r.fileReadAgainCpuS(), r.loadS(),
+          r.loadCpuS(), r.weightBytes() / gb, r.rssBeforeLoadMb(), r.rssAfterLoadMb(), r.peakLoadMb(), r.peakScoringMb(), r.baseDecoderBytes() / 1e6,
           r.adapterDecoderBytes() / 1e6, r.adapterFolded(), r.scoreS());
     } else {
       System.out.printf(java.util.Locale.ROOT, "weight files        %8.2f GB%n", r.fileBytes() / gb);
       System.out.printf(java.util.Locale.ROOT, "file read (1st/2nd) %8.2f s / %.2f s (%.2f GB/s "
-          + "second)%n", r.fileReadFirstS(), r.fileReadAgainS(), r.fileBytes() / gb
-          / r.fileReadAgainS());
+          + "second; %.2f s CPU)%n", r.fileReadFirstS(), r.fileReadAgainS(), r.fileBytes() / gb
+          / r.fileReadAgainS(), r.fileReadAgainCpuS());
       System.out.printf(java.util.Locale.ROOT, "load                %8.2f s (%.2fx the second "
-          + "read)%n", r.loadS(), r.loadS() / r.fileReadAgainS());
+          + "read; %.2f s CPU, %.2fx)%n", r.loadS(), r.loadS() / r.fileReadAgainS(), r.loadCpuS(),
+          r.loadCpuS() / r.fileReadAgainCpuS());
       System.out.printf(java.util.Locale.ROOT, "weights in memory   %8.2f GB (fp32, each once)%n",
           r.weightBytes() / gb);
+      System.out.printf(java.util.Locale.ROOT, "RSS before load     %8.0f MB (JVM + started "
+          + "engine)%n", r.rssBeforeLoadMb());
       System.out.printf(java.util.Locale.ROOT, "RSS after load      %8.0f MB (peak while loading "
           + "%.0f MB)%n", r.rssAfterLoadMb(), r.peakLoadMb());
       System.out.printf(java.util.Locale.ROOT, "base decoder        %8.1f MB beyond the weights%n",
@@ -128,10 +132,10 @@ public final class BenchRuntimeCommand implements Command {
       System.out.printf(java.util.Locale.ROOT, "expert decoder      %8.1f MB beyond the weights "
           + "(LoRA %s)%n", r.adapterDecoderBytes() / 1e6, r.adapterFolded()
           ? "folded into copies" : "beside the weights");
-      System.out.printf(java.util.Locale.ROOT, "peak RSS scoring    %8.0f MB (%.2fx the weights; "
-          + "expert + amateur, batch %d x %d, %.2f s a pass)%n", r.peakScoringMb(),
-          r.peakScoringMb() * 1048576.0 / r.weightBytes(), o.integer("memory-batch"),
-          o.integer("seq-len"), r.scoreS());
+      System.out.printf(java.util.Locale.ROOT, "peak RSS scoring    %8.0f MB (above the RSS "
+          + "before load: %.2fx the weights; expert + amateur, batch %d x %d, %.2f s a pass)%n",
+          r.peakScoringMb(), (r.peakScoringMb() - r.rssBeforeLoadMb()) * 1048576.0
+          / r.weightBytes(), o.integer("memory-batch"), o.integer("seq-len"), r.scoreS());
     }
     return 0;
   }

@@ -33,7 +33,7 @@ import java.util.List;
  */
 public final class FusedDecoder implements AutoCloseable {
   /** The most bytes of weight copies an adapter is folded into; above, it runs beside. */
-  public static final long FOLD_LIMIT_BYTES = 64L << 20;
+  public static final long FOLD_LIMIT_BYTES = 16L << 20;
 
   private final NDManager manager; // owns what this decoder made (the weights stay the model's)
   private final LlamaScript script;

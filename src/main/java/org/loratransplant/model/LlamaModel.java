@@ -123,6 +123,9 @@ public final class LlamaModel implements AutoCloseable {
       NDManager cpu = device.equals(Device.cpu()) ? manager
           : NDManager.newBaseManager(Device.cpu());
       try {
+        // The checks of each tensor are small reductions: across threads, on a busy machine,
+        // they measured 5x the whole read (OpenMP workers waiting for cores); on one, a pass.
+        IntraOpThreads.forPositions(1);
         WeightReader w = new WeightReader(ckpt, cpu);
         int e = config.hiddenSize();
         NDArray embedding = onDevice(w.read("model.embed_tokens.weight", config.vocabSize(), e),

@@ -23,6 +23,7 @@ class LlamaDecoder(Module):
   inter : int
   block : int
   dnn_rows : int
+  head_rows : int
   qkv_bias : bool
   o_bias : bool
   mlp_bias : bool
@@ -35,8 +36,18 @@ class LlamaDecoder(Module):
     # The tables' first T rows, broadcast over the batch.
     d = self.head_dim
     x = self.residual(w, ids, w[2].narrow(0, 0, t).view([1, t, 1, d]), w[3].narrow(0, 0, t).view([1, t, 1, d]), mask, cache, 0)
-    logits = self.proj(self.norm(w, x.index_select(0, rows), w[6]), w[1])
-    return torch.gather(torch.log_softmax(logits, -1), 1, targets.view([-1, 1])).view([-1])
+    # The LM head and its softmax over `head_rows` rows at a time: their (rows, V) outputs are
+    # the largest activations of a forward (1016 x 128256 floats are 0.5 GB, twice over).
+    h = self.norm(w, x.index_select(0, rows), w[6])
+    n = h.size(0)
+    outs = annotate(List[Tensor], [])
+    for r0 in range(0, n, self.head_rows):
+      r = min(self.head_rows, n - r0)
+      logits = self.proj(h.narrow(0, r0, r), w[1])
+      outs.append(torch.gather(torch.log_softmax(logits, -1), 1, targets.narrow(0, r0, r).view([-1, 1])).view([-1]))
+    if len(outs) == 1:
+      return outs[0]
+    return torch.cat(outs, 0)
   def prefill(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, positions: Tensor, mask: Tensor, capacity: int, temperature: float) -> Tuple[Tensor, List[Tensor]]:
     # Prompts into a fresh cache of `capacity` slots: the last position's output, and the cache.
     b = ids.size(0)
