@@ -95,6 +95,11 @@ public final class RandomModel {
    * @return the bytes of weights written
    */
   public static long write(Shape shape, Path out, long seed, DType dtype) {
+    return write(shape, out, seed, dtype, SHARD_BYTES);
+  }
+
+  /** As above, cutting shards at {@code shardBytes} (tests write small sharded models). */
+  static long write(Shape shape, Path out, long seed, DType dtype, long shardBytes) {
     if (dtype != DType.F32 && dtype != DType.BF16 && dtype != DType.F16) {
       throw new IllegalArgumentException("dtype must be F32, BF16 or F16, got " + dtype);
     }
@@ -117,7 +122,7 @@ public final class RandomModel {
       Files.writeString(tmp.resolve("tokenizer.json"), tokenizer(shape.vocab()));
       Files.writeString(tmp.resolve("tokenizer_config.json"), "{\"add_bos_token\": true, "
           + "\"bos_token\": \"<s>\", \"eos_token\": \"</s>\", \"unk_token\": \"<unk>\"}\n");
-      long bytes = weights(shape, tmp, seed, dtype);
+      long bytes = weights(shape, tmp, seed, dtype, shardBytes);
       Files.move(tmp, out, StandardCopyOption.ATOMIC_MOVE);
       return bytes;
     } catch (IOException e) {
@@ -166,13 +171,14 @@ public final class RandomModel {
     return out;
   }
 
-  private static long weights(Shape shape, Path dir, long seed, DType dtype) throws IOException {
+  private static long weights(Shape shape, Path dir, long seed, DType dtype, long shardBytes)
+      throws IOException {
     List<List<Spec>> shards = new ArrayList<>();
     List<Spec> current = new ArrayList<>();
     long size = 0;
     for (Spec spec : specs(shape)) {
       long bytes = spec.numel() * dtype.byteSize();
-      if (!current.isEmpty() && size + bytes > SHARD_BYTES) {
+      if (!current.isEmpty() && size + bytes > shardBytes) {
         shards.add(current);
         current = new ArrayList<>();
         size = 0;
