@@ -82,9 +82,9 @@ public final class RandomModel {
             + SHAPES.stream().map(Shape::name).toList() + ")"));
   }
 
-  /** A smaller variant of a shape (fewer layers, smaller vocab), for tests. */
+  /** A smaller variant of a shape (fewer layers, smaller vocab or context). */
   public static Shape scaled(Shape s, int layers, int vocab, int maxPositions) {
-    return new Shape(s.name() + "-scaled", s.hidden(), layers, s.heads(), s.kvHeads(), s.ffn(),
+    return new Shape(s.name() + "-" + layers + "-layers", s.hidden(), layers, s.heads(), s.kvHeads(), s.ffn(),
         vocab, s.tied(), s.ropeTheta(), maxPositions, s.rmsEps(), s.ropeScaling());
   }
 

@@ -115,16 +115,19 @@ public final class RuntimeBenchmark {
    * @param rssBeforeLoadMb resident memory before loading (the JVM and the started engine)
    * @param rssAfterLoadMb resident memory after loading
    * @param peakLoadMb peak resident memory up to the end of loading
-   * @param peakScoringMb peak resident memory while scoring (after a reset), -1 if unknown
+   * @param peakAmateurMb peak resident memory while scoring with the base alone (after a
+   *     reset), -1 if unknown
+   * @param peakScoringMb peak resident memory while scoring with the expert and the amateur
+   *     after that (after a reset), -1 if unknown
    * @param baseDecoderBytes what the base's decoder holds beyond the weights
    * @param adapterDecoderBytes what the expert's decoder holds (its factors or folded copies)
    * @param adapterFolded whether the expert's LoRA was folded into copies
    * @param scoreS seconds of one expert + amateur scoring pass
    */
   public record Memory(double fileReadFirstS, double fileReadAgainS, double fileReadAgainCpuS,
-      double loadS, double loadCpuS,
-      long fileBytes, long weightBytes, double rssBeforeLoadMb, double rssAfterLoadMb, double peakLoadMb,
-      double peakScoringMb, long baseDecoderBytes, long adapterDecoderBytes,
+      double loadS, double loadCpuS, long fileBytes, long weightBytes, double rssBeforeLoadMb,
+      double rssAfterLoadMb, double peakLoadMb, double peakAmateurMb, double peakScoringMb,
+      long baseDecoderBytes, long adapterDecoderBytes,
       boolean adapterFolded, double scoreS) {}
 
   /**
@@ -187,6 +190,10 @@ public final class RuntimeBenchmark {
           prompts.add(new int[] {lm.config().bosTokenId()});
           responses.add(rng.ints(seqLen - 1, 3, v).toArray());
         }
+        // The amateur alone first: the base's weights plus a forward's activations.
+        lm.logprobs(prompts, responses, null, batch);
+        double peakAmateur = reset ? peakRssMb() : -1;
+        resetPeakRss();
         double scoreS = Double.MAX_VALUE;
         for (int round = 0; round < 1; round++) {
           long s0 = System.nanoTime();
@@ -205,8 +212,8 @@ public final class RuntimeBenchmark {
           }
         }
         LanguageModel.DecoderStats st = lm.decoderStats();
-        return new Memory(first, again, againCpu, loadS, loadCpuS, fileBytes, st.weightBytes(), rssBefore, rss,
-            peakLoad,
+        return new Memory(first, again, againCpu, loadS, loadCpuS, fileBytes, st.weightBytes(),
+            rssBefore, rss, peakLoad, peakAmateur,
             reset ? peakRssMb() : -1, st.baseDecoderBytes(), st.adapterDecoderBytes(),
             st.adapterFolded(), scoreS);
       }

@@ -108,10 +108,10 @@ public final class BenchRuntimeCommand implements Command {
           + "\"file_read_first_s\":%.2f,\"file_read_again_s\":%.2f,\"file_read_again_cpu_s\":%.2f,"
           + "\"load_s\":%.2f,\"load_cpu_s\":%.2f,"
           + "\"weights_gb\":%.3f,\"rss_before_load_mb\":%.0f,\"rss_after_load_mb\":%.0f,\"peak_load_mb\":%.0f,"
-          + "\"peak_scoring_mb\":%.0f,\"base_decoder_mb\":%.1f,\"expert_decoder_mb\":%.1f,"
+          + "\"peak_amateur_mb\":%.0f,\"peak_scoring_mb\":%.0f,\"base_decoder_mb\":%.1f,\"expert_decoder_mb\":%.1f,"
           + "\"expert_folded\":%b,\"score_s\":%.2f}%n", r.fileBytes() / gb,
           r.fileReadFirstS(), r.fileReadAgainS(), r.fileReadAgainCpuS(), r.loadS(),
-          r.loadCpuS(), r.weightBytes() / gb, r.rssBeforeLoadMb(), r.rssAfterLoadMb(), r.peakLoadMb(), r.peakScoringMb(), r.baseDecoderBytes() / 1e6,
+          r.loadCpuS(), r.weightBytes() / gb, r.rssBeforeLoadMb(), r.rssAfterLoadMb(), r.peakLoadMb(), r.peakAmateurMb(), r.peakScoringMb(), r.baseDecoderBytes() / 1e6,
           r.adapterDecoderBytes() / 1e6, r.adapterFolded(), r.scoreS());
     } else {
       System.out.printf(java.util.Locale.ROOT, "weight files        %8.2f GB%n", r.fileBytes() / gb);
@@ -132,6 +132,10 @@ public final class BenchRuntimeCommand implements Command {
       System.out.printf(java.util.Locale.ROOT, "expert decoder      %8.1f MB beyond the weights "
           + "(LoRA %s)%n", r.adapterDecoderBytes() / 1e6, r.adapterFolded()
           ? "folded into copies" : "beside the weights");
+      System.out.printf(java.util.Locale.ROOT, "peak RSS amateur    %8.0f MB (the base alone: "
+          + "weights + activations)%n", r.peakAmateurMb());
+      System.out.printf(java.util.Locale.ROOT, "peak RSS expert+am. %8.0f MB (%.3fx the amateur's "
+          + "peak)%n", r.peakScoringMb(), r.peakScoringMb() / r.peakAmateurMb());
       System.out.printf(java.util.Locale.ROOT, "peak RSS scoring    %8.0f MB (above the RSS "
           + "before load: %.2fx the weights; expert + amateur, batch %d x %d, %.2f s a pass)%n",
           r.peakScoringMb(), (r.peakScoringMb() - r.rssBeforeLoadMb()) * 1048576.0

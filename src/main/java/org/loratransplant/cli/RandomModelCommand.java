@@ -27,7 +27,9 @@ public final class RandomModelCommand implements Command {
         .value("shape", "NAME", "smollm-135m, smollm-360m, llama-1b or llama-7b", null)
         .value("out", "DIR", "directory to create (must not exist)", null)
         .value("seed", "S", "random seed", "0")
-        .value("dtype", "T", "f32, bf16 or f16", "f32");
+        .value("dtype", "T", "f32, bf16 or f16", "f32")
+        .value("layers", "N", "keep only the first N decoder layers of the shape (0: all), for "
+            + "the largest part of a shape that fits in memory", "0");
     if (!o.parse(args)) {
       return 0;
     }
@@ -36,6 +38,13 @@ public final class RandomModelCommand implements Command {
       shape = RandomModel.shape(o.required("shape"));
     } catch (IllegalArgumentException e) {
       throw new UsageException("--shape: " + e.getMessage());
+    }
+    int layers = o.integer("layers");
+    if (layers < 0) {
+      throw new UsageException("--layers: must be at least 0, got " + layers);
+    }
+    if (layers > 0 && layers < shape.layers()) {
+      shape = RandomModel.scaled(shape, layers, shape.vocab(), shape.maxPositions());
     }
     DType dtype = switch (o.get("dtype")) {
       case "f32" -> DType.F32;

@@ -476,17 +476,6 @@ public final class LlamaModel implements AutoCloseable {
         + config.hiddenSize() + ", vocab " + config.vocabSize() + ")";
   }
 
-  /** Row-major {@code (rows, cols)} to row-major {@code (cols, rows)}. */
-  static float[] transpose(float[] a, int rows, int cols) {
-    float[] t = new float[a.length];
-    for (int r = 0; r < rows; r++) {
-      for (int c = 0; c < cols; c++) {
-        t[c * rows + r] = a[r * cols + c];
-      }
-    }
-    return t;
-  }
-
   public static NDArray int64(NDManager m, long[] values, long... shape) {
     return m.create(values, new Shape(shape)).toType(DataType.INT64, false);
   }
