@@ -29,6 +29,8 @@ import org.loratransplant.safetensors.TensorInfo;
 final class WeightReader {
   /** Bytes of a 16- or 64-bit tensor staged at a time while converting it to float32. */
   private static final int STAGE_BYTES = 16 << 20;
+  /** Most bytes of a tensor filled through one direct view. */
+  private static final long BLOCK_BYTES = 1L << 30;
 
   private final Checkpoint ckpt;
   private final NDManager manager;
@@ -68,14 +70,10 @@ final class WeightReader {
     System.arraycopy(inner, 0, dims, 1, inner.length);
     NDArray out = manager.create(new Shape(dims), DataType.FLOAT32); // uninitialised
     try {
-      ByteBuffer view = ((PtNDArray) out).toByteBuffer(true); // aliases the tensor's memory
       long at = 0;
       for (int i = 0; i < names.size(); i++) {
-        long bytes = rows[i] * innerSize * Float.BYTES;
-        ByteBuffer region = view.duplicate().order(ByteOrder.nativeOrder());
-        region.position((int) at).limit((int) (at + bytes));
-        fill(names.get(i), region.slice().order(ByteOrder.nativeOrder()));
-        at += bytes;
+        fill(names.get(i), out, at, rows[i], innerSize * Float.BYTES);
+        at += rows[i];
       }
       return out;
     } catch (RuntimeException e) {
@@ -104,26 +102,42 @@ final class WeightReader {
     }
   }
 
-  /** Reads one tensor as float32 into {@code region} (exactly its size), then checks it. */
-  private void fill(String name, ByteBuffer region) {
+  /**
+   * Reads one tensor as float32 into rows {@code [row, row + rows)} of {@code out}, a block of
+   * at most {@link #BLOCK_BYTES} at a time (a direct view holds at most 2 GiB, and a Llama-3-8B
+   * embedding is 2.1 GB), checking each block.
+   */
+  private void fill(String name, NDArray out, long row, long rows, long rowBytes) {
     TensorInfo info = ckpt.info(name);
-    if (info.dtype() == DType.F32) {
-      ckpt.readBytesInto(name, region.duplicate());
-    } else {
-      convert(info, region);
-    }
-    bytesRead += info.byteLength();
-    // One reduction on one thread: a sum is finite when no value is NaN or infinite (an
-    // overflow of the sum itself, only possible with absurd weights, is told apart by the scan).
-    try (NDArray part = manager.create(region, new Shape(info.numel()), DataType.FLOAT32);
-        NDArray sum = part.sum()) {
-      if (!Float.isFinite(sum.getFloat())) {
-        String problem = FiniteCheck.problem(name, ckpt.readFloat32(name));
-        if (problem != null) {
-          throw new ModelConfigException(ckpt.fileOf(name) + ": " + problem);
+    long perBlock = Math.max(1, BLOCK_BYTES / rowBytes);
+    for (long r0 = 0; r0 < rows; r0 += perBlock) {
+      long n = Math.min(perBlock, rows - r0);
+      NDArray block = LlamaModel.rowsOf(out, row + r0, n);
+      try {
+        ByteBuffer view = ((PtNDArray) block).toByteBuffer(true); // aliases the tensor's memory
+        long first = r0 * rowBytes / Float.BYTES; // element offset within the tensor
+        if (info.dtype() == DType.F32) {
+          ckpt.readBytesInto(name, first * Float.BYTES, view.duplicate());
+        } else {
+          convert(info, first, n * rowBytes / Float.BYTES, view);
+        }
+        // One reduction on one thread: a sum is finite when no value is NaN or infinite (an
+        // overflow of the sum itself, only with absurd weights, is told apart by the scan).
+        try (NDArray sum = block.sum()) {
+          if (!Float.isFinite(sum.getFloat())) {
+            String problem = FiniteCheck.problem(name, ckpt.readFloat32(name));
+            if (problem != null) {
+              throw new ModelConfigException(ckpt.fileOf(name) + ": " + problem);
+            }
+          }
+        }
+      } finally {
+        if (block != out) {
+          block.close();
         }
       }
     }
+    bytesRead += info.byteLength();
   }
 
   /**
@@ -131,19 +145,18 @@ final class WeightReader {
    * direct staging buffer into the tensor's memory (bf16 is the top half of a float32, so that
    * one is a shift).
    */
-  private void convert(TensorInfo info, ByteBuffer region) {
+  private void convert(TensorInfo info, long offset, long numel, ByteBuffer region) {
     if (stage == null) {
       stage = ByteBuffer.allocateDirect(STAGE_BYTES).order(ByteOrder.LITTLE_ENDIAN);
     }
     int size = info.dtype().byteSize();
-    long numel = info.numel();
     long perChunk = STAGE_BYTES / size;
     java.nio.FloatBuffer out = region.duplicate().order(ByteOrder.nativeOrder()).asFloatBuffer();
     for (long start = 0; start < numel; start += perChunk) {
       int n = (int) Math.min(perChunk, numel - start);
       stage.clear();
       stage.limit(n * size);
-      readRange(info, start * size, stage);
+      readRange(info, (offset + start) * size, stage);
       stage.flip();
       switch (info.dtype()) {
         case BF16 -> {
