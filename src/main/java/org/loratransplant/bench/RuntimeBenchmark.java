@@ -98,6 +98,172 @@ public final class RuntimeBenchmark {
     return t[repeats / 2];
   }
 
+  /**
+   * Load time and memory of a model, measured as a user runs it: reading the checkpoint's files
+   * (Java reads into a direct buffer, the first and a second time), loading the model, then
+   * scoring with an expert and an amateur as the score stage does (the same batch with a LoRA
+   * and without), with the peak RSS reset after loading so that it is the peak while scoring.
+   *
+   * @param fileReadFirstS seconds to read every weight file, first time in this run
+   * @param fileReadAgainS seconds to read them again (from the page cache when they fit)
+   * @param fileReadAgainCpuS CPU seconds of the calling thread in the second read
+   * @param loadS seconds of {@link LanguageModel#load}
+   * @param loadCpuS CPU seconds of the calling thread in it (the load runs on one thread; on a
+   *     busy machine wall seconds mostly measure the wait for a core)
+   * @param fileBytes bytes of the weight files
+   * @param weightBytes bytes of the weights in memory (float32, each stored once)
+   * @param rssBeforeLoadMb resident memory before loading (the JVM and the started engine)
+   * @param rssAfterLoadMb resident memory after loading
+   * @param peakLoadMb peak resident memory up to the end of loading
+   * @param peakAmateurMb peak resident memory while scoring with the base alone (after a
+   *     reset), -1 if unknown
+   * @param peakScoringMb peak resident memory while scoring with the expert and the amateur
+   *     after that (after a reset), -1 if unknown
+   * @param baseDecoderBytes what the base's decoder holds beyond the weights
+   * @param adapterDecoderBytes what the expert's decoder holds (its factors or folded copies)
+   * @param adapterFolded whether the expert's LoRA was folded into copies
+   * @param scoreS seconds of one expert + amateur scoring pass
+   */
+  public record Memory(double fileReadFirstS, double fileReadAgainS, double fileReadAgainCpuS,
+      double loadS, double loadCpuS, long fileBytes, long weightBytes, double rssBeforeLoadMb,
+      double rssAfterLoadMb, double peakLoadMb, double peakAmateurMb, double peakScoringMb,
+      long baseDecoderBytes, long adapterDecoderBytes,
+      boolean adapterFolded, double scoreS) {}
+
+  /**
+   * Measures {@link Memory} for the model in {@code dir}, scoring {@code batch} sequences of
+   * {@code seqLen} tokens with a LoRA of rank 8 on {@code targets} (B random, so it matters).
+   */
+  public static Memory memory(Path dir, ai.djl.Device device, int batch, int seqLen,
+      java.util.Set<org.loratransplant.model.Projection> targets) {
+    long fileBytes = 0;
+    double first = 0;
+    double again = 0;
+    double againCpu = 0;
+    java.lang.management.ThreadMXBean cpu = java.lang.management.ManagementFactory
+        .getThreadMXBean();
+    try {
+      List<Path> files;
+      try (java.util.stream.Stream<Path> s = Files.list(dir)) {
+        files = s.filter(p -> p.getFileName().toString().endsWith(".safetensors")).sorted()
+            .toList();
+      }
+      for (Path f : files) {
+        fileBytes += Files.size(f);
+      }
+      first = readAll(files)[0];
+      double[] second = readAll(files);
+      again = second[0];
+      againCpu = second[1];
+    } catch (IOException e) {
+      throw new java.io.UncheckedIOException("reading " + dir + ": " + e.getMessage(), e);
+    }
+    // Start the engine first: its native start-up is no part of loading a model.
+    try (ai.djl.ndarray.NDManager warm = ai.djl.ndarray.NDManager.newBaseManager(device)) {
+      warm.ones(new ai.djl.ndarray.types.Shape(4)).sum().getFloat();
+    }
+    double rssBefore = statusMb("VmRSS:");
+    long t0 = System.nanoTime();
+    long c0 = cpu.getCurrentThreadCpuTime();
+    try (LanguageModel lm = LanguageModel.load(dir, device)) {
+      double loadS = (System.nanoTime() - t0) / 1e9;
+      double loadCpuS = (cpu.getCurrentThreadCpuTime() - c0) / 1e9;
+      double rss = statusMb("VmRSS:");
+      double peakLoad = peakRssMb();
+      boolean reset = resetPeakRss();
+      LoraConfig lc = new LoraConfig(8, 16, 0, java.util.EnumSet.copyOf(targets), List.of(),
+          false, dir.toString());
+      try (LoraAdapter expert = LoraAdapter.create(lc, lm.config(), lm.model().manager(), 1)) {
+        SplittableRandom rng = new SplittableRandom(3);
+        for (LoraAdapter.Pair p : expert.pairs().values()) {
+          float[] b = new float[(int) p.bT().size()];
+          for (int i = 0; i < b.length; i++) {
+            b[i] = (float) (rng.nextGaussian() * 0.01);
+          }
+          p.bT().set(b);
+        }
+        expert.weightsChanged();
+        List<int[]> prompts = new ArrayList<>();
+        List<int[]> responses = new ArrayList<>();
+        int v = lm.config().vocabSize();
+        for (int i = 0; i < batch; i++) {
+          prompts.add(new int[] {lm.config().bosTokenId()});
+          responses.add(rng.ints(seqLen - 1, 3, v).toArray());
+        }
+        // The amateur alone first: the base's weights plus a forward's activations.
+        lm.logprobs(prompts, responses, null, batch);
+        double peakAmateur = reset ? peakRssMb() : -1;
+        resetPeakRss();
+        double scoreS = Double.MAX_VALUE;
+        for (int round = 0; round < 1; round++) {
+          long s0 = System.nanoTime();
+          List<float[]> e = lm.logprobs(prompts, responses, expert, batch);
+          List<float[]> a = lm.logprobs(prompts, responses, null, batch);
+          scoreS = Math.min(scoreS, (System.nanoTime() - s0) / 1e9);
+          for (float[] row : e) {
+            for (float x : row) {
+              if (!Float.isFinite(x)) {
+                throw new IllegalStateException("a non-finite expert log-prob: " + x);
+              }
+            }
+          }
+          if (a.size() != e.size()) {
+            throw new IllegalStateException("amateur and expert scored different batches");
+          }
+        }
+        LanguageModel.DecoderStats st = lm.decoderStats();
+        return new Memory(first, again, againCpu, loadS, loadCpuS, fileBytes, st.weightBytes(),
+            rssBefore, rss, peakLoad, peakAmateur,
+            reset ? peakRssMb() : -1, st.baseDecoderBytes(), st.adapterDecoderBytes(),
+            st.adapterFolded(), scoreS);
+      }
+    }
+  }
+
+  /** Wall and CPU seconds to read {@code files} whole through one direct buffer. */
+  private static double[] readAll(List<Path> files) throws IOException {
+    java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocateDirect(16 << 20);
+    java.lang.management.ThreadMXBean cpu = java.lang.management.ManagementFactory
+        .getThreadMXBean();
+    long c0 = cpu.getCurrentThreadCpuTime();
+    long t0 = System.nanoTime();
+    for (Path f : files) {
+      try (java.nio.channels.FileChannel ch = java.nio.channels.FileChannel.open(f)) {
+        while (true) {
+          buf.clear();
+          if (ch.read(buf) < 0) {
+            break;
+          }
+        }
+      }
+    }
+    return new double[] {(System.nanoTime() - t0) / 1e9,
+        (cpu.getCurrentThreadCpuTime() - c0) / 1e9};
+  }
+
+  /** Resets VmHWM to the current RSS (Linux 4.0+); false where that is not possible. */
+  static boolean resetPeakRss() {
+    try {
+      Files.writeString(Path.of("/proc/self/clear_refs"), "5");
+      return true;
+    } catch (IOException | RuntimeException e) {
+      return false;
+    }
+  }
+
+  private static double statusMb(String field) {
+    try {
+      for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
+        if (line.startsWith(field)) {
+          return Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024.0;
+        }
+      }
+    } catch (IOException | NumberFormatException e) {
+      return -1;
+    }
+    return -1;
+  }
+
   /** Peak resident memory of this process (VmHWM) in MB, or -1 where /proc is unavailable. */
   public static double peakRssMb() {
     try {

@@ -30,7 +30,14 @@ public final class BenchRuntimeCommand implements Command {
         .value("lanes", "L,..", "threads per batch to measure scoring and generation with "
             + "(each runs a part of the batch on its own thread)", "1,2")
         .value("repeats", "R", "timed repeats per figure (median reported)", "3")
-        .flag("json", "one JSON object per line instead of a table");
+        .flag("json", "one JSON object per line instead of a table")
+        .flag("memory", "measure loading and memory instead of throughput: seconds to read the "
+            + "weight files and to load the model, RSS after loading, and peak RSS while scoring "
+            + "--memory-batch sequences of --seq-len tokens with an expert (a LoRA of rank 8 on "
+            + "--lora-modules) and the amateur (the base), as the score stage does")
+        .value("memory-batch", "B", "sequences scored per pass with --memory", "8")
+        .value("lora-modules", "M,..", "the expert's target modules with --memory (or all)",
+            "q_proj,v_proj");
     ModelCli.declare(o);
     if (!o.parse(args)) {
       return 0;
@@ -39,6 +46,9 @@ public final class BenchRuntimeCommand implements Command {
       if (lanes < 1) {
         throw new UsageException("--lanes: each count must be at least 1, got " + lanes);
       }
+    }
+    if (o.has("memory")) {
+      return memory(o);
     }
     List<RuntimeBenchmark.Figure> figures = new ArrayList<>();
     try (ModelCli.Loaded m = ModelCli.load(o)) {
@@ -66,6 +76,70 @@ public final class BenchRuntimeCommand implements Command {
       System.out.printf("{\"workload\":\"peak_rss\",\"mb\":%.1f}%n", rss);
     } else {
       System.out.printf("peak RSS: %.0f MB%n", rss);
+    }
+    return 0;
+  }
+
+  private static int memory(Options o) {
+    java.nio.file.Path dir = o.path("model");
+    if (!java.nio.file.Files.isDirectory(dir)) {
+      throw new UsageException("--model " + dir + ": no such directory");
+    }
+    java.util.Set<org.loratransplant.model.Projection> targets =
+        java.util.EnumSet.noneOf(org.loratransplant.model.Projection.class);
+    for (String m : o.get("lora-modules").split(",")) {
+      if (m.trim().equals("all")) {
+        targets.addAll(java.util.EnumSet.allOf(org.loratransplant.model.Projection.class));
+        continue;
+      }
+      org.loratransplant.model.Projection p =
+          org.loratransplant.model.Projection.fromModuleName(m.trim());
+      if (p == null) {
+        throw new UsageException("--lora-modules: unknown module '" + m + "'");
+      }
+      targets.add(p);
+    }
+    RuntimeBenchmark.Memory r = RuntimeBenchmark.memory(dir,
+        org.loratransplant.model.Devices.choose(o.get("device")), o.integer("memory-batch"),
+        o.integer("seq-len"), targets);
+    double gb = 1e9;
+    if (o.has("json")) {
+      System.out.printf(java.util.Locale.ROOT, "{\"workload\":\"memory\",\"file_gb\":%.3f,"
+          + "\"file_read_first_s\":%.2f,\"file_read_again_s\":%.2f,\"file_read_again_cpu_s\":%.2f,"
+          + "\"load_s\":%.2f,\"load_cpu_s\":%.2f,"
+          + "\"weights_gb\":%.3f,\"rss_before_load_mb\":%.0f,\"rss_after_load_mb\":%.0f,\"peak_load_mb\":%.0f,"
+          + "\"peak_amateur_mb\":%.0f,\"peak_scoring_mb\":%.0f,\"base_decoder_mb\":%.1f,\"expert_decoder_mb\":%.1f,"
+          + "\"expert_folded\":%b,\"score_s\":%.2f}%n", r.fileBytes() / gb,
+          r.fileReadFirstS(), r.fileReadAgainS(), r.fileReadAgainCpuS(), r.loadS(),
+          r.loadCpuS(), r.weightBytes() / gb, r.rssBeforeLoadMb(), r.rssAfterLoadMb(), r.peakLoadMb(), r.peakAmateurMb(), r.peakScoringMb(), r.baseDecoderBytes() / 1e6,
+          r.adapterDecoderBytes() / 1e6, r.adapterFolded(), r.scoreS());
+    } else {
+      System.out.printf(java.util.Locale.ROOT, "weight files        %8.2f GB%n", r.fileBytes() / gb);
+      System.out.printf(java.util.Locale.ROOT, "file read (1st/2nd) %8.2f s / %.2f s (%.2f GB/s "
+          + "second; %.2f s CPU)%n", r.fileReadFirstS(), r.fileReadAgainS(), r.fileBytes() / gb
+          / r.fileReadAgainS(), r.fileReadAgainCpuS());
+      System.out.printf(java.util.Locale.ROOT, "load                %8.2f s (%.2fx the second "
+          + "read; %.2f s CPU, %.2fx)%n", r.loadS(), r.loadS() / r.fileReadAgainS(), r.loadCpuS(),
+          r.loadCpuS() / r.fileReadAgainCpuS());
+      System.out.printf(java.util.Locale.ROOT, "weights in memory   %8.2f GB (fp32, each once)%n",
+          r.weightBytes() / gb);
+      System.out.printf(java.util.Locale.ROOT, "RSS before load     %8.0f MB (JVM + started "
+          + "engine)%n", r.rssBeforeLoadMb());
+      System.out.printf(java.util.Locale.ROOT, "RSS after load      %8.0f MB (peak while loading "
+          + "%.0f MB)%n", r.rssAfterLoadMb(), r.peakLoadMb());
+      System.out.printf(java.util.Locale.ROOT, "base decoder        %8.1f MB beyond the weights%n",
+          r.baseDecoderBytes() / 1e6);
+      System.out.printf(java.util.Locale.ROOT, "expert decoder      %8.1f MB beyond the weights "
+          + "(LoRA %s)%n", r.adapterDecoderBytes() / 1e6, r.adapterFolded()
+          ? "folded into copies" : "beside the weights");
+      System.out.printf(java.util.Locale.ROOT, "peak RSS amateur    %8.0f MB (the base alone: "
+          + "weights + activations)%n", r.peakAmateurMb());
+      System.out.printf(java.util.Locale.ROOT, "peak RSS expert+am. %8.0f MB (%.3fx the amateur's "
+          + "peak)%n", r.peakScoringMb(), r.peakScoringMb() / r.peakAmateurMb());
+      System.out.printf(java.util.Locale.ROOT, "peak RSS scoring    %8.0f MB (above the RSS "
+          + "before load: %.2fx the weights; expert + amateur, batch %d x %d, %.2f s a pass)%n",
+          r.peakScoringMb(), (r.peakScoringMb() - r.rssBeforeLoadMb()) * 1048576.0
+          / r.weightBytes(), o.integer("memory-batch"), o.integer("seq-len"), r.scoreS());
     }
     return 0;
   }

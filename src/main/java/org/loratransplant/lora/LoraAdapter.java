@@ -29,6 +29,8 @@ public final class LoraAdapter implements Adapter, AutoCloseable {
   private final Map<Key, Pair> pairs;
   private final NDArray scaling;
   private boolean mergedInto;
+  private final java.util.concurrent.atomic.AtomicLong version =
+      new java.util.concurrent.atomic.AtomicLong();
 
   /** A projection of a layer. */
   public record Key(int layer, Projection projection) implements Comparable<Key> {
@@ -186,16 +188,24 @@ public final class LoraAdapter implements Adapter, AutoCloseable {
     return mergedInto ? ~h : h;
   }
 
-  /** {@code scaling * aT @ bT}, the {@code (in, out)} update of the transposed weight. */
+  /** {@code aT} and {@code scaling * bT}. */
   @Override
-  public NDArray weightDelta(int layer, Projection projection) {
+  public LowRank lowRank(int layer, Projection projection) {
     Pair p = activePair(layer, projection);
     if (p == null) {
       return null;
     }
-    try (NDArray product = p.aT().matMul(p.bT())) {
-      return product.mul((float) config.scaling());
-    }
+    return new LowRank(p.aT().duplicate(), p.bT().mul((float) config.scaling()));
+  }
+
+  @Override
+  public long weightsVersion() {
+    return version.get();
+  }
+
+  @Override
+  public void weightsChanged() {
+    version.incrementAndGet();
   }
 
   /** The pair adapting a projection, or null; an adapter merged into the base cannot run. */
@@ -215,6 +225,7 @@ public final class LoraAdapter implements Adapter, AutoCloseable {
     }
     apply(model, 1);
     mergedInto = true;
+    weightsChanged();
   }
 
   /** Subtracts what {@link #merge} added. */
@@ -224,6 +235,7 @@ public final class LoraAdapter implements Adapter, AutoCloseable {
     }
     apply(model, -1);
     mergedInto = false;
+    weightsChanged();
   }
 
   public boolean isMerged() {

@@ -16,24 +16,54 @@ public interface Adapter {
   NDArray delta(int layer, Projection projection, NDArray x, boolean training);
 
   /**
-   * Whether {@link #weightDelta} is available, so inference may fold this adapter into a copy of
-   * the weights ({@link FusedDecoder}) instead of running it beside them.
+   * Whether {@link #lowRank} is available, so inference ({@link FusedDecoder}) may run this
+   * adapter inside its one-call forward, beside the base weights or folded into a copy of them.
    */
   default boolean hasWeightDeltas() {
     return false;
   }
 
   /**
-   * The update as a dense {@code (in, out)} matrix added to the transposed weight, a fresh array
-   * the caller closes; {@code null} when that projection is not adapted.
+   * The update of one projection as low-rank factors, {@code delta(x) = x @ aT @ bT} with
+   * {@code aT (in, r)} and {@code bT (r, out)} (any scaling included), fresh arrays the caller
+   * closes; {@code null} when that projection is not adapted.
    */
-  default NDArray weightDelta(int layer, Projection projection) {
-    throw new UnsupportedOperationException(getClass().getName() + " has no dense weight deltas");
+  default LowRank lowRank(int layer, Projection projection) {
+    throw new UnsupportedOperationException(getClass().getName() + " has no low-rank factors");
+  }
+
+  /** What {@link #lowRank} returns. */
+  record LowRank(NDArray aT, NDArray bT) implements AutoCloseable {
+    /** The rank. */
+    public long rank() {
+      return aT.getShape().get(1);
+    }
+
+    @Override
+    public void close() {
+      aT.close();
+      bT.close();
+    }
   }
 
   /**
-   * A hash of the adapter's current weights, so a copy folded from them can tell when they have
-   * changed (training updates them in place).
+   * A counter that every change of the adapter's weights in place increases (an optimiser step,
+   * a restore from a checkpoint, a rank mask, a merge), so a copy made from them (a {@link
+   * FusedDecoder}) can tell in O(1) that it is stale. Code that writes the weights directly
+   * calls {@link #weightsChanged} after.
+   */
+  default long weightsVersion() {
+    throw new UnsupportedOperationException(getClass().getName() + " has no weights version");
+  }
+
+  /** Records that the adapter's weights were changed in place. */
+  default void weightsChanged() {
+    throw new UnsupportedOperationException(getClass().getName() + " has no weights version");
+  }
+
+  /**
+   * A hash of the adapter's current weights (every value is read: for descriptions and logs,
+   * not for per-call staleness checks, which use {@link #weightsVersion}).
    */
   default long weightsFingerprint() {
     throw new UnsupportedOperationException(getClass().getName() + " has no dense weight deltas");

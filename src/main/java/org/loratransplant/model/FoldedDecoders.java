@@ -1,11 +1,12 @@
 package org.loratransplant.model;
 
 /**
- * The folded decoders a {@link LanguageModel} keeps: one of the base and one of the adapter used
- * last, so that repeated calls with the same adapter (a scoring stage calls once per batch) do
- * not fold it again; folding a LoRA on every projection of stories260K measured 12-27 ms, as
- * long as scoring a batch of 32. A copy is remade when the base weights changed in place (a
- * merge) or the adapter's weights did (training), which its fingerprint tells. Copies are handed
+ * The decoders a {@link LanguageModel} keeps: one of the base and one of the adapter used last,
+ * so that repeated calls with the same adapter (a scoring stage calls once per batch) do not
+ * prepare it again; folding a LoRA on every projection of stories260K measured 12-27 ms, as
+ * long as scoring a batch of 32. A decoder is remade when the base weights changed in place (a
+ * merge) or the adapter's did (training), which their version counters tell in O(1) (hashing
+ * every adapter value on each call cost a copy of the adapter per call). Decoders are handed
  * out as counted leases, so one replaced while another thread still runs it closes when that
  * thread is done.
  */
@@ -13,6 +14,7 @@ final class FoldedDecoders implements AutoCloseable {
   private final LlamaModel model;
   private Slot base; // guarded by this
   private Slot adapted; // guarded by this
+  private long builds; // guarded by this
 
   FoldedDecoders(LlamaModel model) {
     this.model = model;
@@ -21,15 +23,15 @@ final class FoldedDecoders implements AutoCloseable {
   private static final class Slot {
     final FusedDecoder decoder;
     final Adapter adapter;
-    final long fingerprint;
+    final long adapterVersion;
     final long weightsVersion;
     int users;
     boolean retired;
 
-    Slot(FusedDecoder decoder, Adapter adapter, long fingerprint, long weightsVersion) {
+    Slot(FusedDecoder decoder, Adapter adapter, long adapterVersion, long weightsVersion) {
       this.decoder = decoder;
       this.adapter = adapter;
-      this.fingerprint = fingerprint;
+      this.adapterVersion = adapterVersion;
       this.weightsVersion = weightsVersion;
     }
   }
@@ -62,14 +64,15 @@ final class FoldedDecoders implements AutoCloseable {
   /** The folded decoder of the base ({@code adapter} null) or of the base with {@code adapter}. */
   synchronized Lease acquire(Adapter adapter) {
     long version = model.weightsVersion();
-    long fingerprint = adapter == null ? 0 : adapter.weightsFingerprint();
+    long adapterVersion = adapter == null ? 0 : adapter.weightsVersion();
     Slot current = adapter == null ? base : adapted;
-    if (current == null || current.adapter != adapter || current.fingerprint != fingerprint
+    if (current == null || current.adapter != adapter || current.adapterVersion != adapterVersion
         || current.weightsVersion != version) {
       if (current != null) {
         retire(current);
       }
-      current = new Slot(FusedDecoder.of(model, adapter), adapter, fingerprint, version);
+      current = new Slot(FusedDecoder.of(model, adapter), adapter, adapterVersion, version);
+      builds++;
       if (adapter == null) {
         base = current;
       } else {
@@ -78,6 +81,22 @@ final class FoldedDecoders implements AutoCloseable {
     }
     current.users++;
     return new Lease(current);
+  }
+
+  /**
+   * What the kept decoders hold beyond the model's weights.
+   *
+   * @param builds decoders made so far (a call that reuses a kept one adds none)
+   * @param baseBytes bytes owned by the base's decoder (0 when none is kept)
+   * @param adapterBytes bytes owned by the adapter's decoder: its folded copies or its factors
+   * @param adapterFolded whether the kept adapter is folded into copies (else it runs beside)
+   */
+  record Stats(long builds, long baseBytes, long adapterBytes, boolean adapterFolded) {}
+
+  synchronized Stats stats() {
+    return new Stats(builds, base == null ? 0 : base.decoder.ownedBytes(),
+        adapted == null ? 0 : adapted.decoder.ownedBytes(),
+        adapted != null && adapted.decoder.folded());
   }
 
   private static void retire(Slot s) {

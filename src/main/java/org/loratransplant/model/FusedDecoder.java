@@ -10,117 +10,235 @@ import java.util.ArrayList;
 import java.util.List;
 
 /**
- * The decoder for inference: the function of {@link LlamaModel#hidden} with its weights
- * rearranged once so that a forward needs fewer, larger ops, run as one TorchScript call
- * ({@link LlamaScript}) instead of one DJL call per op.
+ * The decoder for inference: the function of {@link LlamaModel#hidden} run as one TorchScript
+ * call ({@link LlamaScript}) instead of one DJL call per op, on the model's own weights.
  *
- * <p>What is folded, per layer:
- * <ul>
- *   <li>q, k, v and the rotate-half of q and k are one product with a {@code (2(Nq+Nk)+Nk, E)}
- *       weight (rotate-half is a signed permutation, so its columns are exact); RoPE is then
- *       {@code qk * cos + qkRotated * sin} over q and k together, the attention scale
- *       {@code 1/sqrt(D)} folded into q's part of the tables;</li>
- *   <li>gate and up are one product;</li>
- *   <li>each RMSNorm weight is folded into the rows of the projection that follows it (the final
- *       one into the LM head), so a norm is only {@code x / sqrt(mean(x^2) + eps)};</li>
- *   <li>an adapter with dense deltas (LoRA) is added into the copied weights.</li>
- * </ul>
+ * <p>The weights are not copied: the model stores each layer's q, k and v as one {@code
+ * (Nq + 2Nk, E)} tensor and gate and up as one {@code (2I, E)} ({@link LlamaModel.Layer}), in
+ * the checkpoint's {@code (out, in)} layout, so a forward needs four products per layer on the
+ * very tensors training uses. RMSNorm weights multiply the normed activations and RoPE's
+ * rotate-half is applied to them (a few elementwise ops per layer, instead of folded copies of
+ * the projections that doubled their memory).
+ *
+ * <p>An adapter with low-rank factors (LoRA, AdaLoRA) runs beside the weights, {@code
+ * x @ aT @ bT} added to each adapted product (for r 8 on a 576-wide model ~3% of its FLOPs),
+ * or, when the copies that would fold it into the weights take at most {@link
+ * #FOLD_LIMIT_BYTES}, folded into copies of the products it touches: on tiny models the
+ * per-op cost of the extra products is what counts, on real ones the memory of the copies.
  *
  * <p>The result equals {@link LlamaModel#hidden} up to float rounding (the HF and llama2.c
- * parity tests run through this class). A {@link LanguageModel} keeps the copy of its base and
- * of the adapter used last ({@link FoldedDecoders}); each holds every projection again, in the
- * {@code (out, in)} layout the decoder multiplies by, so it doubles the projections' memory.
+ * parity tests run through this class). A {@link LanguageModel} keeps the decoder of its base
+ * and of the adapter used last ({@link FoldedDecoders}); {@link #ownedBytes} is what each holds
+ * beyond the model's weights.
  */
 public final class FusedDecoder implements AutoCloseable {
-  private final NDManager manager; // owns the fused arrays (the embedding stays the model's)
+  /** The most bytes of weight copies an adapter is folded into; above, it runs beside. */
+  public static final long FOLD_LIMIT_BYTES = 16L << 20;
+
+  private final NDManager manager; // owns what this decoder made (the weights stay the model's)
   private final LlamaScript script;
   private final IValue weights; // List[Tensor] in LlamaDecoder.py's order
+  private final long ownedBytes;
+  private final boolean folded;
 
-  private FusedDecoder(NDManager manager, List<NDArray> weights,
-      LlamaScript script) {
+  private FusedDecoder(NDManager manager, List<NDArray> weights, LlamaScript script,
+      long ownedBytes, boolean folded) {
     this.manager = manager;
     this.script = script;
     this.weights = IValue.listFrom(weights.stream().map(w -> (PtNDArray) w)
         .toArray(PtNDArray[]::new));
+    this.ownedBytes = ownedBytes;
+    this.folded = folded;
   }
 
   /**
-   * Fuses {@code model}'s weights, with {@code adapter}'s dense deltas added when it is not null
-   * (it must have {@link Adapter#hasWeightDeltas}).
+   * The decoder of {@code model}'s weights, with {@code adapter} (it must have {@link
+   * Adapter#hasWeightDeltas}) when it is not null.
    */
   public static FusedDecoder of(LlamaModel model, Adapter adapter) {
-    return of(model, adapter, LlamaScript.of(model.config(), model.manager().getDevice()));
+    return of(model, adapter, LlamaScript.of(model.config(), model.manager().getDevice()), null);
   }
 
-  /** As above, run by {@code script} (tests compare the oneDNN and the portable one). */
-  static FusedDecoder of(LlamaModel model, Adapter adapter, LlamaScript script) {
+  /**
+   * As above, run by {@code script} (tests compare the oneDNN and the portable one); {@code
+   * fold} true or false forces how the adapter runs, null chooses by {@link #FOLD_LIMIT_BYTES}.
+   */
+  static FusedDecoder of(LlamaModel model, Adapter adapter, LlamaScript script, Boolean fold) {
     if (adapter != null && !adapter.hasWeightDeltas()) {
-      throw new IllegalArgumentException("inference folds adapters into the weights, and "
-          + adapter + " has no dense weight deltas");
+      throw new IllegalArgumentException("inference runs adapters as low-rank products, and "
+          + adapter + " has none");
     }
     ModelConfig c = model.config();
     NDManager m = model.manager().newSubManager();
     try {
       int e = c.hiddenSize();
       int d = c.headDim();
-      int nq = c.numHeads() * d;
-      int nk = c.numKvHeads() * d;
-      NDArray none = m.create(new float[0]); // stands for an absent bias
+      NDArray none = m.create(new float[0]); // stands for an absent bias or adapter
+      List<NDArray> owned = new ArrayList<>();
       List<NDArray> layerWeights = new ArrayList<>();
+      List<List<Projection>> groups = List.of(
+          List.of(Projection.Q_PROJ, Projection.K_PROJ, Projection.V_PROJ),
+          List.of(Projection.O_PROJ),
+          List.of(Projection.GATE_PROJ, Projection.UP_PROJ),
+          List.of(Projection.DOWN_PROJ));
+      boolean folding = adapter != null && (fold != null ? fold
+          : foldBytes(model, adapter, groups) <= FOLD_LIMIT_BYTES);
       for (int i = 0; i < c.numLayers(); i++) {
-        float[] inNorm = model.inputNorm(i).toFloatArray();
-        float[] wq = weight(model, adapter, i, Projection.Q_PROJ);
-        float[] wk = weight(model, adapter, i, Projection.K_PROJ);
-        float[] wv = weight(model, adapter, i, Projection.V_PROJ);
-        scaleRows(wq, inNorm);
-        scaleRows(wk, inNorm);
-        scaleRows(wv, inNorm);
-        float[] qkv = concatColumns(e, new float[][] {wq, wk, rotateHalf(wq, e, d),
-            rotateHalf(wk, e, d), wv}, new int[] {nq, nk, nq, nk, nk});
-        NDArray qkvBias = none;
-        if (Projection.Q_PROJ.hasBias(c)) {
-          float[] bq = model.linear(i, Projection.Q_PROJ).bias().toFloatArray();
-          float[] bk = model.linear(i, Projection.K_PROJ).bias().toFloatArray();
-          float[] bv = model.linear(i, Projection.V_PROJ).bias().toFloatArray();
-          qkvBias = m.create(concatColumns(1, new float[][] {bq, bk, rotateHalf(bq, 1, d),
-              rotateHalf(bk, 1, d), bv}, new int[] {nq, nk, nq, nk, nk}));
+        LlamaModel.Layer layer = model.layer(i);
+        layerWeights.add(layer.inputNorm());
+        layerWeights.add(layer.postNorm());
+        NDArray[][] stored = {{layer.qkv(), layer.qkvBias()}, {layer.o(), layer.oBias()},
+            {layer.gateUp(), layer.gateUpBias()}, {layer.down(), layer.downBias()}};
+        for (int gi = 0; gi < groups.size(); gi++) {
+          NDArray weight = stored[gi][0];
+          NDArray aT = none;
+          NDArray bT = none;
+          List<Adapter.LowRank> factors = adapter == null ? List.of()
+              : factors(adapter, i, groups.get(gi));
+          try {
+            if (!factors.isEmpty() && folding) {
+              weight = foldInto(m, c, weight, groups.get(gi), i, adapter);
+              owned.add(weight);
+            } else if (!factors.isEmpty()) {
+              NDArray[] ab = stackFactors(m, c, groups.get(gi), i, adapter);
+              aT = ab[0];
+              bT = ab[1];
+              owned.add(aT);
+              owned.add(bT);
+            }
+          } finally {
+            factors.forEach(f -> { if (f != null) f.close(); });
+          }
+          layerWeights.addAll(List.of(weight, orNone(stored[gi][1], none), aT, bT));
         }
-        float[] postNorm = model.postNorm(i).toFloatArray();
-        float[] wg = weight(model, adapter, i, Projection.GATE_PROJ);
-        float[] wu = weight(model, adapter, i, Projection.UP_PROJ);
-        scaleRows(wg, postNorm);
-        scaleRows(wu, postNorm);
-        int inter = c.intermediateSize();
-        NDArray gateUpBias = none;
-        if (Projection.GATE_PROJ.hasBias(c)) {
-          gateUpBias = m.create(concatColumns(1, new float[][] {
-              model.linear(i, Projection.GATE_PROJ).bias().toFloatArray(),
-              model.linear(i, Projection.UP_PROJ).bias().toFloatArray()},
-              new int[] {inter, inter}));
-        }
-        layerWeights.addAll(List.of(
-            outIn(m, qkv, e, 2 * (nq + nk) + nk), qkvBias,
-            outIn(m, weight(model, adapter, i, Projection.O_PROJ), nq, e),
-            orNone(model.linear(i, Projection.O_PROJ).bias(), none),
-            outIn(m, concatColumns(e, new float[][] {wg, wu}, new int[] {inter, inter}), e,
-                2 * inter), gateUpBias,
-            outIn(m, weight(model, adapter, i, Projection.DOWN_PROJ), inter, e),
-            orNone(model.linear(i, Projection.DOWN_PROJ).bias(), none)));
       }
-      float[] head = model.lmHeadT().toFloatArray();
-      scaleRows(head, model.finalNorm().toFloatArray());
-      NDArray lmHead = outIn(m, head, e, c.vocabSize());
-      NDArray[] tables = ropeTables(c, m);
+      NDArray[] tables = model.ropeTables();
       float[] meanColumn = new float[e];
       java.util.Arrays.fill(meanColumn, 1f / e);
-      List<NDArray> weights = new ArrayList<>(List.of(model.embeddingTable(), lmHead,
-          tables[0], tables[1], m.create(new float[] {(float) c.rmsNormEps()}),
-          m.create(meanColumn, new Shape(e, 1))));
+      NDArray eps = m.create(new float[] {(float) c.rmsNormEps()});
+      NDArray mean = m.create(meanColumn, new Shape(e, 1));
+      NDArray qScale = m.create(new float[] {(float) (1.0 / Math.sqrt(d))});
+      owned.addAll(List.of(eps, mean, qScale));
+      List<NDArray> weights = new ArrayList<>(List.of(model.embeddingTable(), model.lmHead(),
+          tables[0], tables[1], eps, mean, model.finalNorm(), qScale));
       weights.addAll(layerWeights);
-      return new FusedDecoder(m, weights, script);
+      long bytes = owned.stream().mapToLong(LlamaModel::bytes).sum();
+      return new FusedDecoder(m, weights, script, bytes, folding);
     } catch (RuntimeException ex) {
       m.close();
       throw ex;
+    }
+  }
+
+  /** Bytes of the weights this decoder made (folded copies or stacked factors), not shared. */
+  public long ownedBytes() {
+    return ownedBytes;
+  }
+
+  /** Whether the adapter is folded into copies of the weights (else it runs beside them). */
+  public boolean folded() {
+    return folded;
+  }
+
+  /** Bytes of the copies folding {@code adapter} would make: each stacked product it touches. */
+  private static long foldBytes(LlamaModel model, Adapter adapter,
+      List<List<Projection>> groups) {
+    long bytes = 0;
+    for (int i = 0; i < model.config().numLayers(); i++) {
+      LlamaModel.Layer layer = model.layer(i);
+      NDArray[] stored = {layer.qkv(), layer.o(), layer.gateUp(), layer.down()};
+      for (int gi = 0; gi < groups.size(); gi++) {
+        List<Adapter.LowRank> f = factors(adapter, i, groups.get(gi));
+        if (!f.isEmpty()) {
+          bytes += LlamaModel.bytes(stored[gi]);
+        }
+        f.forEach(x -> { if (x != null) x.close(); });
+      }
+    }
+    return bytes;
+  }
+
+  /** The factors of the group's projections (null entries where not adapted); empty if none. */
+  private static List<Adapter.LowRank> factors(Adapter adapter, int layer,
+      List<Projection> group) {
+    List<Adapter.LowRank> out = new ArrayList<>();
+    boolean any = false;
+    for (Projection p : group) {
+      Adapter.LowRank f = adapter.lowRank(layer, p);
+      any |= f != null;
+      out.add(f);
+    }
+    if (!any) {
+      return List.of();
+    }
+    return out;
+  }
+
+  /** A copy of a stacked {@code (out, in)} weight with each adapted part's delta added. */
+  private static NDArray foldInto(NDManager m, ModelConfig c, NDArray weight,
+      List<Projection> group, int layer, Adapter adapter) {
+    NDArray copy = weight.duplicate();
+    copy.attach(m);
+    long at = 0;
+    for (Projection p : group) {
+      long rows = p.outFeatures(c);
+      try (Adapter.LowRank f = adapter.lowRank(layer, p)) {
+        if (f != null) {
+          try (NDArray delta = f.aT().matMul(f.bT()); // (in, out)
+              NDArray deltaT = delta.transpose(1, 0)) {
+            NDArray part = LlamaModel.rowsOf(copy, at, rows);
+            part.addi(deltaT);
+            if (part != copy) {
+              part.close();
+            }
+          }
+        }
+      }
+      at += rows;
+    }
+    return copy;
+  }
+
+  /**
+   * One {@code aT (in, R)} and {@code bT (R, out)} for a stacked product: the parts' factors
+   * side by side in aT and block-diagonal in bT (zero where a part is not adapted), so one pair
+   * of small products serves q, k and v (or gate and up).
+   */
+  private static NDArray[] stackFactors(NDManager m, ModelConfig c, List<Projection> group,
+      int layer, Adapter adapter) {
+    List<NDArray> as = new ArrayList<>();
+    List<long[]> blocks = new ArrayList<>(); // rank offset, row offset
+    List<NDArray> bs = new ArrayList<>();
+    long rank = 0;
+    long out = 0;
+    long outTotal = group.stream().mapToLong(p -> p.outFeatures(c)).sum();
+    try {
+      for (Projection p : group) {
+        Adapter.LowRank f = adapter.lowRank(layer, p);
+        if (f != null) {
+          as.add(f.aT());
+          bs.add(f.bT());
+          blocks.add(new long[] {rank, out});
+          rank += f.rank();
+        }
+        out += p.outFeatures(c);
+      }
+      NDArray aT = as.size() == 1 ? as.get(0).duplicate()
+          : ai.djl.ndarray.NDArrays.concat(new ai.djl.ndarray.NDList(as), 1);
+      aT.attach(m);
+      NDArray bT = m.zeros(new Shape(rank, outTotal));
+      for (int j = 0; j < bs.size(); j++) {
+        long r0 = blocks.get(j)[0];
+        long c0 = blocks.get(j)[1];
+        long r = bs.get(j).getShape().get(0);
+        long w = bs.get(j).getShape().get(1);
+        bT.set(new ai.djl.ndarray.index.NDIndex(r0 + ":" + (r0 + r) + "," + c0 + ":" + (c0 + w)),
+            bs.get(j));
+      }
+      return new NDArray[] {aT, bT};
+    } finally {
+      as.forEach(NDArray::close);
+      bs.forEach(NDArray::close);
     }
   }
 
@@ -221,101 +339,6 @@ public final class FusedDecoder implements AutoCloseable {
 
   private static NDArray orNone(NDArray bias, NDArray none) {
     return bias == null ? none : bias;
-  }
-
-  /** The transposed {@code (in, out)} weight of a projection plus the adapter's delta. */
-  private static float[] weight(LlamaModel model, Adapter adapter, int layer, Projection p) {
-    float[] w = model.linear(layer, p).weightT().toFloatArray();
-    if (adapter != null) {
-      try (NDArray delta = adapter.weightDelta(layer, p)) {
-        if (delta != null) {
-          float[] dw = delta.toFloatArray();
-          for (int j = 0; j < w.length; j++) {
-            w[j] += dw[j];
-          }
-        }
-      }
-    }
-    return w;
-  }
-
-  /**
-   * A row-major {@code (in, out)} matrix as the {@code (out, in)} array the decoder multiplies
-   * by ({@code x @ w.t()}, or oneDNN's linear, which takes that layout).
-   */
-  private static NDArray outIn(NDManager m, float[] inOut, int in, int out) {
-    return m.create(LlamaModel.transpose(inOut, in, out), new Shape(out, in));
-  }
-
-  /** Multiplies row r of a row-major {@code (rows, cols)} matrix by {@code scale[r]}. */
-  private static void scaleRows(float[] w, float[] scale) {
-    int cols = w.length / scale.length;
-    for (int r = 0; r < scale.length; r++) {
-      for (int j = 0; j < cols; j++) {
-        w[r * cols + j] *= scale[r];
-      }
-    }
-  }
-
-  /**
-   * {@code w @ R} for a row-major {@code (rows, heads*D)} matrix, R rotate-half within each head:
-   * column j of a head becomes {@code -x[j + D/2]} for j < D/2 and {@code x[j - D/2]} after.
-   */
-  private static float[] rotateHalf(float[] w, int rows, int d) {
-    int cols = w.length / rows;
-    float[] out = new float[w.length];
-    for (int r = 0; r < rows; r++) {
-      for (int head = 0; head < cols / d; head++) {
-        int base = r * cols + head * d;
-        for (int j = 0; j < d / 2; j++) {
-          out[base + j] = -w[base + j + d / 2];
-          out[base + j + d / 2] = w[base + j];
-        }
-      }
-    }
-    return out;
-  }
-
-  /** Side-by-side concatenation of row-major matrices with {@code rows} rows. */
-  private static float[] concatColumns(int rows, float[][] parts, int[] widths) {
-    int total = 0;
-    for (int w : widths) {
-      total += w;
-    }
-    float[] out = new float[rows * total];
-    for (int r = 0; r < rows; r++) {
-      int at = r * total;
-      for (int p = 0; p < parts.length; p++) {
-        System.arraycopy(parts[p], r * widths[p], out, at, widths[p]);
-        at += widths[p];
-      }
-    }
-    return out;
-  }
-
-  /** {@code (P, Nq + Nk)} cos and sin tables for [q heads | k heads], q's part scaled. */
-  private static NDArray[] ropeTables(ModelConfig c, NDManager m) {
-    float[][] base = LlamaModel.ropeTables(c);
-    int d = c.headDim();
-    int p = c.maxPositions();
-    int h = c.numHeads();
-    int width = (h + c.numKvHeads()) * d;
-    float scale = (float) (1.0 / Math.sqrt(d));
-    NDArray[] out = new NDArray[2];
-    for (int which = 0; which < 2; which++) {
-      float[] src = base[which];
-      float[] table = new float[p * width];
-      for (int pos = 0; pos < p; pos++) {
-        for (int head = 0; head < width / d; head++) {
-          for (int j = 0; j < d; j++) {
-            float v = src[pos * d + j];
-            table[pos * width + head * d + j] = head < h ? v * scale : v;
-          }
-        }
-      }
-      out[which] = m.create(table, new Shape(p, width));
-    }
-    return out;
   }
 
   @Override

@@ -76,6 +76,26 @@ public final class LanguageModel implements AutoCloseable {
     this.lanes = lanes;
   }
 
+  /**
+   * What the inference decoders kept hold beyond the weights, and how many were made (see
+   * {@link FusedDecoder}): a call with the same adapter and unchanged weights makes none.
+   */
+  public DecoderStats decoderStats() {
+    FoldedDecoders.Stats s = decoders.stats();
+    return new DecoderStats(s.builds(), model.weightBytes(), s.baseBytes(), s.adapterBytes(),
+        s.adapterFolded());
+  }
+
+  /**
+   * @param builds decoders made so far
+   * @param weightBytes the model's weights, each stored once
+   * @param baseDecoderBytes what the base's decoder holds beyond them
+   * @param adapterDecoderBytes what the adapter's decoder holds (folded copies or factors)
+   * @param adapterFolded whether the adapter is folded into copies of the weights
+   */
+  public record DecoderStats(long builds, long weightBytes, long baseDecoderBytes,
+      long adapterDecoderBytes, boolean adapterFolded) {}
+
   /** The model's eos ids (generation_config.json). */
   public int[] eosIds() {
     return config().eosTokenIds().stream().mapToInt(Integer::intValue).toArray();

@@ -11,6 +11,7 @@ import ai.djl.nn.core.Embedding;
 import java.nio.file.Path;
 import java.util.Arrays;
 import java.util.EnumMap;
+import java.util.List;
 import java.util.Map;
 import org.loratransplant.safetensors.Checkpoint;
 
@@ -27,7 +28,8 @@ public final class LlamaModel implements AutoCloseable {
   private final Path directory;
   private final NDManager manager;
   private final NDArray embedding; // (V, E)
-  private final NDArray lmHeadT; // (E, V)
+  private final NDArray lmHead; // (V, E): the embedding itself when tied
+  private final NDArray lmHeadT; // (E, V), a transposed view of lmHead
   private final NDArray finalNorm; // (E)
   private final Layer[] layers;
   private final NDArray qCos; // (P, D) cos table scaled by 1/sqrt(D)
@@ -39,15 +41,27 @@ public final class LlamaModel implements AutoCloseable {
   private final NDArray meanColumn; // (E, 1) filled with 1/E
   private volatile long weightsVersion;
 
-  private record Layer(NDArray inputNorm, NDArray postNorm, Map<Projection, Linear> linears) {}
+  private final long loadedBytes;
+
+  /**
+   * A decoder layer's weights as the checkpoint stores them, {@code (out, in)}, with q, k and v
+   * stacked into one tensor and gate and up into another (the fused products of {@link
+   * FusedDecoder}); each {@link Linear} is a view of its rows, so there is one copy of each
+   * weight. Absent biases are null.
+   */
+  record Layer(NDArray inputNorm, NDArray postNorm, NDArray qkv, NDArray qkvBias, NDArray o,
+      NDArray oBias, NDArray gateUp, NDArray gateUpBias, NDArray down, NDArray downBias,
+      Map<Projection, Linear> linears) {}
 
   private LlamaModel(ModelConfig config, Path directory, NDManager manager, NDArray embedding,
-      NDArray lmHeadT, NDArray finalNorm, Layer[] layers) {
+      NDArray lmHead, NDArray finalNorm, Layer[] layers, long loadedBytes) {
     this.config = config;
     this.directory = directory;
     this.manager = manager;
     this.embedding = embedding;
-    this.lmHeadT = lmHeadT;
+    this.lmHead = lmHead;
+    this.lmHeadT = lmHead.transpose(1, 0);
+    this.loadedBytes = loadedBytes;
     this.finalNorm = finalNorm;
     this.layers = layers;
     int d = config.headDim();
@@ -97,46 +111,139 @@ public final class LlamaModel implements AutoCloseable {
     return new float[][] {cos, sin};
   }
 
-  /** Loads the model in {@code dir} onto {@code device}; errors name the file and tensor. */
+  /**
+   * Loads the model in {@code dir} onto {@code device}; errors name the file and tensor. The
+   * weights go from the file into libtorch memory ({@link WeightReader}) in float32.
+   */
   public static LlamaModel load(Path dir, Device device) {
     ModelConfig config = ModelConfig.load(dir);
     NDManager manager = NDManager.newBaseManager(device);
     try (Checkpoint ckpt = Checkpoint.open(dir)) {
-      WeightLoader w = new WeightLoader(ckpt, manager);
-      int e = config.hiddenSize();
-      NDArray embedding = w.load("model.embed_tokens.weight", config.vocabSize(), e);
-      NDArray lmHeadT;
-      if (config.tieWordEmbeddings() || !ckpt.names().contains("lm_head.weight")) {
-        if (!config.tieWordEmbeddings()) {
-          throw new ModelConfigException(dir + ": tensor 'lm_head.weight' is missing and "
-              + "tie_word_embeddings is false in config.json");
+      // Read on the CPU, then moved whole when the model lives elsewhere.
+      NDManager cpu = device.equals(Device.cpu()) ? manager
+          : NDManager.newBaseManager(Device.cpu());
+      try {
+        // The checks of each tensor are small reductions: across threads, on a busy machine,
+        // they measured 5x the whole read (OpenMP workers waiting for cores); on one, a pass.
+        IntraOpThreads.forPositions(1);
+        WeightReader w = new WeightReader(ckpt, cpu);
+        int e = config.hiddenSize();
+        NDArray embedding = onDevice(w.read("model.embed_tokens.weight", config.vocabSize(), e),
+            manager);
+        NDArray lmHead;
+        if (config.tieWordEmbeddings() || !ckpt.names().contains("lm_head.weight")) {
+          if (!config.tieWordEmbeddings()) {
+            throw new ModelConfigException(dir + ": tensor 'lm_head.weight' is missing and "
+                + "tie_word_embeddings is false in config.json");
+          }
+          lmHead = embedding;
+        } else {
+          lmHead = onDevice(w.read("lm_head.weight", config.vocabSize(), e), manager);
         }
-        lmHeadT = manager.create(transpose(embedding.toFloatArray(), config.vocabSize(), e),
-            new Shape(e, config.vocabSize()));
-      } else {
-        lmHeadT = w.loadTransposed("lm_head.weight", config.vocabSize(), e);
-      }
-      NDArray finalNorm = w.load("model.norm.weight", e);
-      Layer[] layers = new Layer[config.numLayers()];
-      for (int i = 0; i < layers.length; i++) {
-        Map<Projection, Linear> linears = new EnumMap<>(Projection.class);
-        for (Projection p : Projection.values()) {
-          String prefix = p.keyPrefix(i);
-          NDArray wt = w.loadTransposed(prefix + ".weight", p.outFeatures(config),
-              p.inFeatures(config));
-          NDArray bias = p.hasBias(config) ? w.load(prefix + ".bias", p.outFeatures(config)) : null;
-          linears.put(p, new Linear(wt, bias));
+        NDArray finalNorm = onDevice(w.read("model.norm.weight", e), manager);
+        Layer[] layers = new Layer[config.numLayers()];
+        for (int i = 0; i < layers.length; i++) {
+          layers[i] = loadLayer(w, config, i, manager);
         }
-        layers[i] = new Layer(
-            w.load("model.layers." + i + ".input_layernorm.weight", e),
-            w.load("model.layers." + i + ".post_attention_layernorm.weight", e),
-            linears);
+        return new LlamaModel(config, dir, manager, embedding, lmHead, finalNorm, layers,
+            w.bytesRead());
+      } finally {
+        if (cpu != manager) {
+          cpu.close();
+        }
       }
-      return new LlamaModel(config, dir, manager, embedding, lmHeadT, finalNorm, layers);
     } catch (RuntimeException ex) {
       manager.close();
       throw ex;
     }
+  }
+
+  private static Layer loadLayer(WeightReader w, ModelConfig c, int i, NDManager target) {
+    int e = c.hiddenSize();
+    List<Projection> qkvParts = List.of(Projection.Q_PROJ, Projection.K_PROJ, Projection.V_PROJ);
+    List<Projection> guParts = List.of(Projection.GATE_PROJ, Projection.UP_PROJ);
+    NDArray qkv = onDevice(stack(w, c, i, qkvParts, ".weight"), target);
+    NDArray qkvBias = Projection.Q_PROJ.hasBias(c)
+        ? onDevice(stack(w, c, i, qkvParts, ".bias"), target) : null;
+    NDArray o = onDevice(stack(w, c, i, List.of(Projection.O_PROJ), ".weight"), target);
+    NDArray oBias = Projection.O_PROJ.hasBias(c)
+        ? onDevice(stack(w, c, i, List.of(Projection.O_PROJ), ".bias"), target) : null;
+    NDArray gateUp = onDevice(stack(w, c, i, guParts, ".weight"), target);
+    NDArray gateUpBias = Projection.GATE_PROJ.hasBias(c)
+        ? onDevice(stack(w, c, i, guParts, ".bias"), target) : null;
+    NDArray down = onDevice(stack(w, c, i, List.of(Projection.DOWN_PROJ), ".weight"), target);
+    NDArray downBias = Projection.DOWN_PROJ.hasBias(c)
+        ? onDevice(stack(w, c, i, List.of(Projection.DOWN_PROJ), ".bias"), target) : null;
+    Map<Projection, Linear> linears = new EnumMap<>(Projection.class);
+    views(c, linears, qkvParts, qkv, qkvBias);
+    views(c, linears, List.of(Projection.O_PROJ), o, oBias);
+    views(c, linears, guParts, gateUp, gateUpBias);
+    views(c, linears, List.of(Projection.DOWN_PROJ), down, downBias);
+    return new Layer(
+        onDevice(w.read("model.layers." + i + ".input_layernorm.weight", e), target),
+        onDevice(w.read("model.layers." + i + ".post_attention_layernorm.weight", e), target),
+        qkv, qkvBias, o, oBias, gateUp, gateUpBias, down, downBias, linears);
+  }
+
+  /** The weights (or biases) of {@code parts} of layer {@code i}, stacked along their rows. */
+  private static NDArray stack(WeightReader w, ModelConfig c, int i, List<Projection> parts,
+      String suffix) {
+    List<String> names = parts.stream().map(p -> p.keyPrefix(i) + suffix).toList();
+    long[] rows = parts.stream().mapToLong(p -> p.outFeatures(c)).toArray();
+    return suffix.equals(".bias") ? w.stack(names, rows)
+        : w.stack(names, rows, parts.get(0).inFeatures(c));
+  }
+
+  /** A {@link Linear} per part: views of its rows of the stacked weight and bias. */
+  private static void views(ModelConfig c, Map<Projection, Linear> out, List<Projection> parts,
+      NDArray weight, NDArray bias) {
+    long at = 0;
+    for (Projection p : parts) {
+      long rows = p.outFeatures(c);
+      out.put(p, Linear.of(rowsOf(weight, at, rows), bias == null ? null
+          : rowsOf(bias, at, rows)));
+      at += rows;
+    }
+  }
+
+  /** Rows {@code [from, from + count)} of {@code a}, a view sharing its memory. */
+  static NDArray rowsOf(NDArray a, long from, long count) {
+    if (from == 0 && count == a.getShape().get(0)) {
+      return a;
+    }
+    return ai.djl.pytorch.jni.JniUtils.slice((ai.djl.pytorch.engine.PtNDArray) a, 0, from,
+        from + count, 1);
+  }
+
+  private static NDArray onDevice(NDArray a, NDManager target) {
+    if (a.getManager() == target) {
+      return a;
+    }
+    NDArray moved = a.toDevice(target.getDevice(), false);
+    moved.attach(target);
+    a.close();
+    return moved;
+  }
+
+  /** Bytes read from the checkpoint's files. */
+  public long loadedBytes() {
+    return loadedBytes;
+  }
+
+  /** Bytes of the weights held in memory (each stored once; a tied LM head is the embedding). */
+  public long weightBytes() {
+    long n = bytes(embedding) + bytes(finalNorm) + (lmHead == embedding ? 0 : bytes(lmHead));
+    for (Layer l : layers) {
+      for (NDArray a : new NDArray[] {l.inputNorm(), l.postNorm(), l.qkv(), l.qkvBias(), l.o(),
+          l.oBias(), l.gateUp(), l.gateUpBias(), l.down(), l.downBias()}) {
+        n += a == null ? 0 : bytes(a);
+      }
+    }
+    return n;
+  }
+
+  static long bytes(NDArray a) {
+    return a.getShape().size() * a.getDataType().getNumOfBytes();
   }
 
   public ModelConfig config() {
@@ -156,8 +263,19 @@ public final class LlamaModel implements AutoCloseable {
     weightsVersion++;
   }
 
-  NDArray lmHeadT() {
-    return lmHeadT;
+  /** The LM head {@code (V, E)}, the embedding itself when tied. */
+  NDArray lmHead() {
+    return lmHead;
+  }
+
+  /** A layer's stored weights. */
+  Layer layer(int i) {
+    return layers[i];
+  }
+
+  /** RoPE's {@code (P, D)} cos and sin tables, unscaled. */
+  NDArray[] ropeTables() {
+    return new NDArray[] {kCos, kSin};
   }
 
   NDArray finalNorm() {
@@ -356,50 +474,6 @@ public final class LlamaModel implements AutoCloseable {
   public String toString() {
     return config.modelType() + " model at " + directory + " (" + config.numLayers() + " layers, d"
         + config.hiddenSize() + ", vocab " + config.vocabSize() + ")";
-  }
-
-  /** Reads tensors from a checkpoint, checking each shape against the config. */
-  private record WeightLoader(Checkpoint ckpt, NDManager manager) {
-    NDArray load(String name, long... shape) {
-      float[] data = read(name, shape);
-      return manager.create(data, new Shape(shape));
-    }
-
-    /** Loads an {@code (out, in)} weight and stores it as {@code (in, out)}. */
-    NDArray loadTransposed(String name, long out, long in) {
-      float[] data = read(name, out, in);
-      // Transposed here, in Java: a transposed view cloned by PyTorch keeps the view's strides,
-      // and a strided weight made every projection matmul measurably slower.
-      return manager.create(transpose(data, (int) out, (int) in), new Shape(in, out));
-    }
-
-    private float[] read(String name, long... shape) {
-      if (!ckpt.names().contains(name)) {
-        throw new ModelConfigException(ckpt.dir() + ": tensor '" + name + "' is missing");
-      }
-      long[] actual = ckpt.info(name).dims();
-      if (!Arrays.equals(actual, shape)) {
-        throw new ModelConfigException(ckpt.fileOf(name) + ": tensor '" + name + "' has shape "
-            + Arrays.toString(actual) + " but config.json implies " + Arrays.toString(shape));
-      }
-      float[] data = ckpt.readFloat32(name);
-      String bad = org.loratransplant.safetensors.FiniteCheck.problem(name, data);
-      if (bad != null) {
-        throw new ModelConfigException(ckpt.fileOf(name) + ": " + bad);
-      }
-      return data;
-    }
-  }
-
-  /** Row-major {@code (rows, cols)} to row-major {@code (cols, rows)}. */
-  static float[] transpose(float[] a, int rows, int cols) {
-    float[] t = new float[a.length];
-    for (int r = 0; r < rows; r++) {
-      for (int c = 0; c < cols; c++) {
-        t[c * rows + r] = a[r * cols + c];
-      }
-    }
-    return t;
   }
 
   public static NDArray int64(NDManager m, long[] values, long... shape) {

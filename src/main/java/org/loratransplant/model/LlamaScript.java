@@ -43,6 +43,8 @@ final class LlamaScript {
    * source): measured alike at 64 rows, oneDNN ahead above, MKL ahead below.
    */
   private static final long ONEDNN_ROWS = 64;
+  /** Values of the (rows, V) logits block scoring computes at a time (64 MB of floats). */
+  private static final long HEAD_BLOCK_VALUES = 16L << 20;
   private static final String SOURCE = source();
   /** The source without oneDNN ops, for GPUs and libtorch builds without oneDNN. */
   private static final String PORTABLE_SOURCE = SOURCE.replaceAll(
@@ -111,6 +113,8 @@ final class LlamaScript {
     a.put("head_dim", c.headDim());
     a.put("inter", c.intermediateSize());
     a.put("block", ATTENTION_BLOCK);
+    // Rows per LM-head block while scoring: (rows, V) logits of at most ~64 MB.
+    a.put("head_rows", Math.max(64L, HEAD_BLOCK_VALUES / c.vocabSize()));
     a.put("qkv_bias", c.qkvBias());
     a.put("o_bias", c.oBias());
     a.put("mlp_bias", c.mlpBias());

@@ -269,6 +269,20 @@ public final class Checkpoint implements AutoCloseable {
 
   /**
    * @param name a tensor
+   * @param target receives its raw little-endian bytes at its position (see {@link
+   *     SafeTensorsFile#readBytesInto})
+   */
+  public void readBytesInto(String name, java.nio.ByteBuffer target) {
+    file(name).readBytesInto(name, target);
+  }
+
+  /** Part of a tensor's bytes (see {@link SafeTensorsFile#readBytesInto(String, long, java.nio.ByteBuffer)}). */
+  public void readBytesInto(String name, long offset, java.nio.ByteBuffer target) {
+    file(name).readBytesInto(name, offset, target);
+  }
+
+  /**
+   * @param name a tensor
    * @return its raw little-endian bytes
    */
   public byte[] readBytes(String name) {

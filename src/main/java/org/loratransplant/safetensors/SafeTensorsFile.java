@@ -437,6 +437,46 @@ public final class SafeTensorsFile implements AutoCloseable {
   }
 
   /**
+   * Reads a tensor's raw bytes (little-endian elements, row-major) into {@code target} at its
+   * position, which advances by {@link TensorInfo#byteLength()}. With a direct buffer (e.g. a
+   * view of an NDArray's memory) the bytes go from the file into native memory with no Java
+   * array in between and no limit of 2 GiB per tensor.
+   *
+   * @param name a tensor name
+   * @param target where the bytes go; needs {@code byteLength()} remaining
+   * @throws SafeTensorsException when the tensor is missing, {@code target} is too small, or
+   *     the read fails
+   */
+  public void readBytesInto(String name, ByteBuffer target) {
+    TensorInfo info = info(name);
+    if (target.remaining() < info.byteLength()) {
+      throw new SafeTensorsException(
+          path + ": tensor '" + name + "' has " + info.byteLength()
+              + " bytes but the target buffer has room for " + target.remaining());
+    }
+    ByteBuffer window = target.duplicate();
+    window.limit(window.position() + (int) info.byteLength());
+    read(info, window, dataStart + info.begin());
+    target.position(window.position());
+  }
+
+  /**
+   * Reads {@code target.remaining()} bytes of a tensor's data from byte {@code offset} of it
+   * into {@code target} (a part of a large tensor, e.g. to convert it in chunks).
+   *
+   * @throws SafeTensorsException when the range is outside the tensor or the read fails
+   */
+  public void readBytesInto(String name, long offset, ByteBuffer target) {
+    TensorInfo info = info(name);
+    if (offset < 0 || offset + target.remaining() > info.byteLength()) {
+      throw new SafeTensorsException(
+          path + ": bytes [" + offset + ", " + (offset + target.remaining()) + ") are outside"
+              + " tensor '" + name + "' (" + info.byteLength() + " bytes)");
+    }
+    read(info, target, dataStart + info.begin() + offset);
+  }
+
+  /**
    * Reads a floating-point tensor as float32 values. F32 and the 16-bit formats convert exactly;
    * F64 rounds to the nearest float.
    *

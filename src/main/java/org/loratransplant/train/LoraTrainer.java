@@ -174,6 +174,7 @@ public final class LoraTrainer {
         losses.add(loss);
         double lr = schedule.rate(step);
         applyGradients(params, opt, lr);
+        adapter.weightsChanged();
         int done = step + 1;
         if (config.logEvery() > 0 && (done % config.logEvery() == 0 || done == totalSteps)) {
           double secs = (System.nanoTime() - t0) / 1e9;
@@ -334,6 +335,7 @@ public final class LoraTrainer {
         for (int i = 0; i < ours.size(); i++) {
           ours.get(i).set(theirs.get(i).toFloatArray());
         }
+        adapter.weightsChanged();
       }
       List<float[]> m = new ArrayList<>();
       List<float[]> v = new ArrayList<>();

@@ -2,12 +2,13 @@ class LlamaDecoder(Module):
   # TorchScript, compiled by libtorch when LlamaScript loads it (no Python is involved): the
   # inference forward of a Llama-family decoder over the folded weights of a FusedDecoder.
   #
-  # w, the weight list: 0 embedding (V, E); 1 LM head (V, E), final norm folded in; 2, 3 RoPE
-  # cos and sin (P, Nq + Nk), q's half scaled by 1/sqrt(D); 4 eps (1,); 5 a (E, 1) column of 1/E;
-  # then 8 per layer from 6 + 8 i, each weight (out, in) as in a checkpoint: qkv (2 (Nq + Nk) + Nk, E)
-  # as [q k | rotate-half(q k) | v] with the input norm folded in, its bias, o (E, Nq), its bias,
-  # gate|up (2 I, E) with the post norm folded in, its bias, down (E, I), its bias. An absent bias
-  # is an empty tensor, never read.
+  # w, the weight list: 0 embedding (V, E); 1 LM head (V, E); 2, 3 RoPE cos and sin (P, D);
+  # 4 eps (1,); 5 a (E, 1) column of 1/E; 6 the final norm weight (E,); 7 the attention scale
+  # 1/sqrt(D) (1,); then 18 per layer from 8 + 18 i: the input and the post-attention norm
+  # weights, then for each of the four products qkv (Nq + 2 Nk, E) [q | k | v], o (E, Nq),
+  # gate|up (2 I, E) and down (E, I): its weight (out, in) as in a checkpoint, its bias, and an
+  # adapter's low-rank factors aT (in, R) and bT (R, out) whose x @ aT @ bT is added to the
+  # product. An absent bias or adapter is an empty tensor, never read.
   #
   # Shapes: B batch, T new positions, S keys, K kv heads, G = heads / K, D head dim. Activations
   # are (B*T, width). Masks are additive, (1 or B, 1, T, 1, S). The cache holds per layer the
@@ -22,6 +23,7 @@ class LlamaDecoder(Module):
   inter : int
   block : int
   dnn_rows : int
+  head_rows : int
   qkv_bias : bool
   o_bias : bool
   mlp_bias : bool
@@ -32,9 +34,20 @@ class LlamaDecoder(Module):
     t = ids.size(1)
     cache = annotate(List[Tensor], [])
     # The tables' first T rows, broadcast over the batch.
-    x = self.residual(w, ids, w[2].narrow(0, 0, t).unsqueeze(0), w[3].narrow(0, 0, t).unsqueeze(0), mask, cache, 0)
-    logits = self.proj(self.norm(w, x.index_select(0, rows)), w[1])
-    return torch.gather(torch.log_softmax(logits, -1), 1, targets.view([-1, 1])).view([-1])
+    d = self.head_dim
+    x = self.residual(w, ids, w[2].narrow(0, 0, t).view([1, t, 1, d]), w[3].narrow(0, 0, t).view([1, t, 1, d]), mask, cache, 0)
+    # The LM head and its softmax over `head_rows` rows at a time: their (rows, V) outputs are
+    # the largest activations of a forward (1016 x 128256 floats are 0.5 GB, twice over).
+    h = self.norm(w, x.index_select(0, rows), w[6])
+    n = h.size(0)
+    outs = annotate(List[Tensor], [])
+    for r0 in range(0, n, self.head_rows):
+      r = min(self.head_rows, n - r0)
+      logits = self.proj(h.narrow(0, r0, r), w[1])
+      outs.append(torch.gather(torch.log_softmax(logits, -1), 1, targets.narrow(0, r0, r).view([-1, 1])).view([-1]))
+    if len(outs) == 1:
+      return outs[0]
+    return torch.cat(outs, 0)
   def prefill(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, positions: Tensor, mask: Tensor, capacity: int, temperature: float) -> Tuple[Tensor, List[Tensor]]:
     # Prompts into a fresh cache of `capacity` slots: the last position's output, and the cache.
     b = ids.size(0)
@@ -52,7 +65,7 @@ class LlamaDecoder(Module):
   def last(self: __torch__.LlamaDecoder, w: List[Tensor], x: Tensor, b: int, temperature: float) -> Tensor:
     # (B, V) logits of each row's last position, or their softmax at `temperature` when it is > 0.
     e = x.size(1)
-    logits = self.proj(self.norm(w, x.view([b, -1, e]).select(1, -1)), w[1])
+    logits = self.proj(self.norm(w, x.view([b, -1, e]).select(1, -1), w[6]), w[1])
     if temperature > 0.0:
       return torch.softmax(logits / temperature, -1)
     return logits
@@ -72,30 +85,40 @@ class LlamaDecoder(Module):
       return ops.mkldnn._linear_pointwise(x, residual, w, None, "add")
     # onednn-end
     return torch.addmm(residual, x, w.t())
-  def norm(self: __torch__.LlamaDecoder, w: List[Tensor], x: Tensor) -> Tensor:
-    # x / sqrt(mean(x^2) + eps), the mean and eps as one addmm: a float literal here would be
-    # wrapped into a tensor on every call, which measured slower than the op itself.
-    return x * torch.rsqrt(torch.addmm(w[4], x * x, w[5]))
+  def norm(self: __torch__.LlamaDecoder, w: List[Tensor], x: Tensor, weight: Tensor) -> Tensor:
+    # weight * x / sqrt(mean(x^2) + eps), the mean and eps as one addmm: a float literal here
+    # would be wrapped into a tensor on every call, which measured slower than the op itself.
+    return x * torch.rsqrt(torch.addmm(w[4], x * x, w[5])) * weight
+  def low_rank(self: __torch__.LlamaDecoder, w: List[Tensor], i: int, x: Tensor, y: Tensor) -> Tensor:
+    # y + x @ aT @ bT when product i (its weight at w[i]) has an adapter, else y.
+    if w[i + 2].numel() > 0:
+      return torch.addmm(y, torch.mm(x, w[i + 2]), w[i + 3])
+    return y
   def table(self: __torch__.LlamaDecoder, table: Tensor, positions: Tensor) -> Tensor:
-    # Rows of a (P, width) RoPE table at (B, T) positions: (B, T, width).
-    return torch.embedding(table, positions)
+    # Rows of a (P, D) RoPE table at (B, T) positions, broadcast over heads: (B, T, 1, D).
+    return torch.embedding(table, positions).unsqueeze(2)
   def residual(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, cache: List[Tensor], slot: int) -> Tensor:
-    # The residual stream (B*T, E) after the last layer; cos and sin (B or 1, T, Nq + Nk).
+    # The residual stream (B*T, E) after the last layer; cos and sin (B or 1, T, 1, D).
     b = ids.size(0)
     t = ids.size(1)
     hd = self.heads * self.head_dim
     kd = self.kv_heads * self.head_dim
+    half = self.head_dim // 2
     x = torch.embedding(w[0], ids.view([-1]))
     for i in range(self.layers):
-      base = 6 + 8 * i
-      h = self.norm(w, x)
-      qkv = self.proj(h, w[base])
+      base = 8 + 18 * i
+      h = self.norm(w, x, w[base])
+      qkv = self.low_rank(w, base + 2, h, self.proj(h, w[base + 2]))
       if self.qkv_bias:
-        qkv = qkv + w[base + 1]
-      parts = qkv.split([hd + kd, hd + kd, kd], 1)
-      qk = torch.addcmul(parts[0].view([b, t, -1]) * cos, parts[1].view([b, t, -1]), sin).view([b * t, -1]).split([hd, kd], 1)
+        qkv = qkv + w[base + 3]
+      parts = qkv.split([hd + kd, kd], 1)
+      # RoPE on q and k together: x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1].
+      qk = parts[0].view([b, t, self.heads + self.kv_heads, self.head_dim])
+      rotated = torch.cat([qk.narrow(3, half, half).neg(), qk.narrow(3, 0, half)], 3)
+      qk = torch.addcmul(qk * cos, rotated, sin).view([b * t, hd + kd]).split([hd, kd], 1)
+      q = qk[0] * w[7]
       k = qk[1].view([b, t, self.kv_heads, self.head_dim]).permute([0, 2, 3, 1])
-      v = parts[2].view([b, t, self.kv_heads, self.head_dim]).transpose(1, 2)
+      v = parts[1].view([b, t, self.kv_heads, self.head_dim]).transpose(1, 2)
       if len(cache) > 0:
         kc = cache[2 * i]
         vc = cache[2 * i + 1]
@@ -103,17 +126,19 @@ class LlamaDecoder(Module):
         vc.narrow(2, slot, t).copy_(v)
         k = kc.narrow(3, 0, slot + t)
         v = vc.narrow(2, 0, slot + t)
-      x = self.proj_add(self.attend(qk[0], k, v, mask, b, t, slot), w[base + 2], x)
+      a = self.attend(q, k, v, mask, b, t, slot)
+      x = self.low_rank(w, base + 6, a, self.proj_add(a, w[base + 6], x))
       if self.o_bias:
-        x = x + w[base + 3]
-      h = self.norm(w, x)
-      gu = self.proj(h, w[base + 4])
-      if self.mlp_bias:
-        gu = gu + w[base + 5]
-      gu = gu.split([self.inter, self.inter], 1)
-      x = self.proj_add(torch.silu(gu[0]) * gu[1], w[base + 6], x)
-      if self.mlp_bias:
         x = x + w[base + 7]
+      h = self.norm(w, x, w[base + 1])
+      gu = self.low_rank(w, base + 10, h, self.proj(h, w[base + 10]))
+      if self.mlp_bias:
+        gu = gu + w[base + 11]
+      gu = gu.split([self.inter, self.inter], 1)
+      m = torch.silu(gu[0]) * gu[1]
+      x = self.low_rank(w, base + 14, m, self.proj_add(m, w[base + 14], x))
+      if self.mlp_bias:
+        x = x + w[base + 15]
     return x
   def attend(self: __torch__.LlamaDecoder, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, b: int, t: int, slot: int) -> Tensor:
     # Grouped-query attention without repeating keys: each kv head's G query heads are rows of

@@ -51,6 +51,71 @@ class FusedDecoderTest {
   }
 
   @Test
+  void anAdapterBesideTheWeightsAndFoldedIntoCopiesScoresAsTheReferenceDoes() {
+    // The decoder runs a LoRA beside the shared weights on real models and folds it into
+    // copies on tiny ones; both must compute the reference forward, over q/k/v, o, gate/up and
+    // down, and on a batch long enough for the oneDNN products.
+    for (String name : List.of("tiny-qwen2", "tiny-llama3")) {
+      try (LanguageModel lm = LanguageModel.load(SharedData.hfReference(name), Device.cpu());
+          LoraAdapter adapter = randomAdapter(lm, 6)) {
+        LlamaModel m = lm.model();
+        int t = 80;
+        int[] ids = new SplittableRandom(9).ints(t, 3, lm.config().vocabSize()).toArray();
+        float[] reference = referenceLogprobs(lm, ids, adapter);
+        long[] all = java.util.Arrays.stream(ids).asLongStream().toArray();
+        long[] rows = java.util.stream.LongStream.range(0, t - 1).toArray();
+        long[] targets = java.util.Arrays.copyOfRange(all, 1, t);
+        for (boolean fold : new boolean[] {true, false}) {
+          try (ai.djl.ndarray.NDManager scope = m.manager().newSubManager();
+              FusedDecoder dec = FusedDecoder.of(m, adapter, LlamaScript.of(m.config(),
+                  Device.cpu()), fold)) {
+            assertEquals(fold, dec.folded());
+            float[] got = dec.logprobs(scope.create(all, new ai.djl.ndarray.types.Shape(1, t)),
+                scope.create(rows), scope.create(targets), scope.create(
+                    AttentionMasks.causal(t, 0, 0), FusedDecoder.maskShape(1, t, t)), scope)
+                .toFloatArray();
+            for (int i = 0; i < got.length; i++) {
+              assertEquals(reference[i], got[i], 2e-4 * (1 + Math.abs(reference[i])),
+                  name + (fold ? " folded" : " beside") + " token " + i);
+            }
+            assertTrue(dec.ownedBytes() > 0);
+          }
+        }
+      }
+    }
+  }
+
+  @Test
+  void theBaseDecoderRunsOnTheModelsOwnWeights() {
+    // No copy: a change written into a model weight shows in a decoder made before it.
+    try (LanguageModel lm = LanguageModel.load(SharedData.hfReference("tiny-llama3"),
+        Device.cpu())) {
+      LlamaModel m = lm.model();
+      int t = 6;
+      long[] ids = {1, 5, 9, 200, 31, 17};
+      try (ai.djl.ndarray.NDManager scope = m.manager().newSubManager();
+          FusedDecoder dec = FusedDecoder.of(m, null)) {
+        java.util.function.Supplier<float[]> score = () -> dec.logprobs(
+            scope.create(ids, new ai.djl.ndarray.types.Shape(1, t)),
+            scope.create(new long[] {0, 1, 2, 3, 4}), scope.create(new long[] {5, 9, 200, 31, 17}),
+            scope.create(AttentionMasks.causal(t, 0, 0), FusedDecoder.maskShape(1, t, t)), scope)
+            .toFloatArray();
+        float[] before = score.get();
+        m.linear(0, Projection.V_PROJ).weightT().muli(3f);
+        m.linear(1, Projection.DOWN_PROJ).weight().muli(-2f);
+        float[] after = score.get();
+        double moved = 0;
+        for (int i = 0; i < before.length; i++) {
+          moved = Math.max(moved, Math.abs(after[i] - before[i]));
+        }
+        assertTrue(moved > 1e-3, "the decoder sees the model's weights (moved " + moved + ")");
+        assertTrue(dec.ownedBytes() <= 4L * (m.config().hiddenSize() + 2),
+            "the base decoder holds " + dec.ownedBytes() + " bytes of its own");
+      }
+    }
+  }
+
+  @Test
   void theKeptBaseCopyIsRemadeWhenAnAdapterIsMergedIntoTheWeights() {
     try (LanguageModel lm = LanguageModel.load(SharedData.hfReference("tiny-llama3"),
         Device.cpu()); LoraAdapter adapter = randomAdapter(lm, 4)) {
@@ -92,7 +157,7 @@ class FusedDecoderTest {
       try (ai.djl.ndarray.NDManager scope = m.manager().newSubManager();
           FusedDecoder oneDnn = FusedDecoder.of(m, null);
           FusedDecoder plain = FusedDecoder.of(m, null, LlamaScript.portable(m.config(),
-              Device.cpu()))) {
+              Device.cpu()), null)) {
         ai.djl.ndarray.NDArray idArr = scope.create(ids, new ai.djl.ndarray.types.Shape(b, t));
         ai.djl.ndarray.NDArray posArr = scope.create(positions,
             new ai.djl.ndarray.types.Shape(b, t));
@@ -136,13 +201,17 @@ class FusedDecoderTest {
       float[] first = lm.logprobs(List.of(prompt), List.of(response), adapter, 1).get(0);
       float[] again = lm.logprobs(List.of(prompt), List.of(response), adapter, 1).get(0);
       org.junit.jupiter.api.Assertions.assertArrayEquals(first, again, "the kept copy serves");
-      // Training updates B in place, as this does: the next call must see the new weights.
+      assertEquals(1, lm.decoderStats().builds(), "a second call with the same adapter and "
+          + "unchanged weights makes no new decoder");
+      // Training updates B in place, as this does, and bumps the adapter's version: the next
+      // call must see the new weights.
       LoraAdapter.Pair pair = adapter.pairs().values().iterator().next();
       float[] b = pair.bT().toFloatArray();
       for (int i = 0; i < b.length; i++) {
         b[i] = b[i] * -3 + 0.01f;
       }
       pair.bT().set(b);
+      adapter.weightsChanged();
       float[] changed = lm.logprobs(List.of(prompt), List.of(response), adapter, 1).get(0);
       float[] reference = referenceLogprobs(lm, ids, adapter);
       double moved = 0;
@@ -151,6 +220,7 @@ class FusedDecoderTest {
         moved = Math.max(moved, Math.abs(changed[i] - first[i]));
       }
       assertTrue(moved > 1e-3, "the change of B shows in the log-probs (" + moved + ")");
+      assertEquals(2, lm.decoderStats().builds());
     }
   }
 

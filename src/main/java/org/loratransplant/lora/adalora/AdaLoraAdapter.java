@@ -30,6 +30,8 @@ public final class AdaLoraAdapter implements Adapter, AutoCloseable {
   private final ModelConfig base;
   private final NDManager manager;
   private final Map<Key, Triplets> modules;
+  private final java.util.concurrent.atomic.AtomicLong version =
+      new java.util.concurrent.atomic.AtomicLong();
 
   /**
    * One module's triplets.
@@ -191,15 +193,24 @@ public final class AdaLoraAdapter implements Adapter, AutoCloseable {
     return true;
   }
 
+  /** {@code aT diag(lambda)} and {@code scale * bT}. */
   @Override
-  public NDArray weightDelta(int layer, org.loratransplant.model.Projection projection) {
+  public LowRank lowRank(int layer, org.loratransplant.model.Projection projection) {
     Triplets t = modules.get(new Key(layer, projection));
     if (t == null) {
       return null;
     }
-    try (NDArray scaled = t.aT().mul(t.e()); NDArray product = scaled.matMul(t.bT())) {
-      return product.mul(t.scale(config.alpha()));
-    }
+    return new LowRank(t.aT().mul(t.e()), t.bT().mul(t.scale(config.alpha())));
+  }
+
+  @Override
+  public long weightsVersion() {
+    return version.get();
+  }
+
+  @Override
+  public void weightsChanged() {
+    version.incrementAndGet();
   }
 
   @Override

@@ -107,6 +107,7 @@ public final class AdaLoraTrainer {
           if (clip(grads)) {
             adam.step(params, grads, lr.rate(step));
             allocate(adapter, allocator, schedule, pattern, step, total - ac.tfinal());
+            adapter.weightsChanged();
           } else {
             // a non-finite gradient would turn every parameter NaN: skip the update, as a loss
             // scaler does
@@ -182,6 +183,7 @@ public final class AdaLoraTrainer {
       }
       t.e().set(e);
     }
+    adapter.weightsChanged();
   }
 
   /** The adapter's values and gradients in PEFT's orientation. */
