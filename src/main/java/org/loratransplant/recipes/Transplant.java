@@ -26,6 +26,7 @@ import org.loratransplant.lora.PeftFormat;
 import org.loratransplant.model.Devices;
 import org.loratransplant.model.LanguageModel;
 import org.loratransplant.pipeline.Keys;
+import org.loratransplant.pipeline.ModelDirs;
 import org.loratransplant.pipeline.ModelSpec;
 import org.loratransplant.pipeline.Recipe;
 import org.loratransplant.pipeline.RecipeRunner;
@@ -312,7 +313,7 @@ public final class Transplant {
   private ObjectNode train(String key) {
     List<TrainingExample> data = TrainStage.examples(cellStore.read(Tables.TRAINING));
     TrainSettings ts = trainSettings().withLearningRate(choice().learningRate());
-    try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
+    try (LanguageModel target = LanguageModel.load(ModelDirs.local(t.targetModel()),
         Devices.choose(t.device()))) {
       Path local = Files.createTempDirectory("lt-adapter-").resolve(ADAPTER);
       Path checkpoints = Path.of(System.getProperty("java.io.tmpdir"), "lt-checkpoints-" + key);
@@ -342,8 +343,8 @@ public final class Transplant {
         org.loratransplant.transfer.Method.parse(m.transfer()),
         exp.raw().getInt("transfer.rank"), exp.raw().getDouble("transfer.similarity-threshold"),
         exp.seed());
-    var r = org.loratransplant.transfer.Transfer.run(ts, Path.of(t.sourceModel()),
-        Path.of(t.sourceAdapter()), Path.of(t.targetModel()));
+    var r = org.loratransplant.transfer.Transfer.run(ts, ModelDirs.local(t.sourceModel()),
+        ModelDirs.local(t.sourceAdapter()), ModelDirs.local(t.targetModel()));
     try {
       Path local = Files.createTempDirectory("lt-transfer-").resolve(ADAPTER);
       if (r.transferred() > 0) {
@@ -375,7 +376,7 @@ public final class Transplant {
     List<Evaluator.Report> reports = new ArrayList<>();
     List<String> answers = task.answerSet();
     Path adapterDir = cellStore.localCopy(ADAPTER);
-    try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
+    try (LanguageModel target = LanguageModel.load(ModelDirs.local(t.targetModel()),
         Devices.choose(t.device()));
         LoraAdapter a = PeftFormat.isAdapterDir(adapterDir) ? PeftFormat.read(adapterDir,
             target.config(), target.model().manager()) : null) {
@@ -395,9 +396,9 @@ public final class Transplant {
   }
 
   private Evaluator.Report evaluateExpert(Evaluator ev) {
-    try (LanguageModel source = LanguageModel.load(Path.of(t.sourceModel()),
+    try (LanguageModel source = LanguageModel.load(ModelDirs.local(t.sourceModel()),
         Devices.choose(t.device()));
-        LoraAdapter a = PeftFormat.read(Path.of(t.sourceAdapter()), source.config(),
+        LoraAdapter a = PeftFormat.read(ModelDirs.local(t.sourceAdapter()), source.config(),
             source.model().manager())) {
       return ev.evaluate(Path.of(t.sourceModel()).getFileName() + " + source LoRA (expert)",
           source, a, split.test(), task.answerSet());
@@ -409,7 +410,7 @@ public final class Transplant {
     if (m.evaluateOnly().equals("expert")) {
       return writeEvaluation(List.of(evaluateExpert(ev)));
     }
-    try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
+    try (LanguageModel target = LanguageModel.load(ModelDirs.local(t.targetModel()),
         Devices.choose(t.device()))) {
       return writeEvaluation(List.of(ev.evaluate(Path.of(t.targetModel()).getFileName()
           + " (vanilla)", target, null, split.test(), task.answerSet())));
@@ -521,7 +522,7 @@ public final class Transplant {
     List<TaskExample> val = validation();
     List<Trial> trials = new ArrayList<>();
     Map<List<Object>, Trial> seen = new java.util.HashMap<>();
-    try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
+    try (LanguageModel target = LanguageModel.load(ModelDirs.local(t.targetModel()),
         Devices.choose(t.device()))) {
       for (int m : ms) {
         for (double k : ks) {
@@ -645,7 +646,7 @@ public final class Transplant {
           r.getString(2)));
     }
     ObjectNode st = JSON.createObjectNode();
-    try (LanguageModel base = LanguageModel.load(Path.of(t.sourceModel()),
+    try (LanguageModel base = LanguageModel.load(ModelDirs.local(t.sourceModel()),
         Devices.choose(t.device()))) {
       var real = org.loratransplant.discriminate.Labelled.fromTask(split.train());
       String qp = org.loratransplant.discriminate.SyntheticRows.queryPrompt(
@@ -684,7 +685,8 @@ public final class Transplant {
   String sourceFingerprint() {
     try {
       MessageDigest md = MessageDigest.getInstance("SHA-256");
-      md.update(Files.readAllBytes(Path.of(t.sourceAdapter(), PeftFormat.WEIGHTS_FILE)));
+      md.update(Files.readAllBytes(ModelDirs.local(t.sourceAdapter())
+          .resolve(PeftFormat.WEIGHTS_FILE)));
       return HexFormat.of().formatHex(md.digest()).substring(0, 16);
     } catch (Exception e) {
       throw new IllegalStateException("cannot read the source adapter " + t.sourceAdapter()
