@@ -49,7 +49,7 @@ final class Experts {
   static void ensure(TitokSettings s, Path taskFile) {
     // A remote adapter must exist (the expert is only ever trained into a local directory).
     if (!ModelDirs.isRemote(s.sourceAdapter())
-        && !PeftFormat.isAdapterDir(Path.of(s.sourceAdapter()))) {
+        && !PeftFormat.isAdapterDir(ModelDirs.local(s.sourceAdapter()))) {
       if (s.expertConf().isEmpty()) {
         throw new IllegalArgumentException("lt.titok.source-adapter = " + s.sourceAdapter()
             + ": no PEFT adapter there (and lt.titok.expert-conf is empty)");
