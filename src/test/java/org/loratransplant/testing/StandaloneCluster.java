@@ -239,9 +239,12 @@ public final class StandaloneCluster implements AutoCloseable {
     LOG.info("standalone cluster {} stopped", masterUrl);
   }
 
-  /** The JVM flags Spark 3.5 needs on Java 17: {@code -Dlt.jvm.flags} (surefire), else pom.xml. */
+  /**
+   * The JVM flags Spark 3.5 needs on Java 17: {@code -Dlt.spark.jvm.flags} (surefire passes
+   * pom.xml's {@code lt.jvm.flags}), else read from pom.xml.
+   */
   public static List<String> jvmFlags() {
-    String flags = System.getProperty("lt.jvm.flags");
+    String flags = System.getProperty("lt.spark.jvm.flags");
     if (flags == null || flags.isBlank()) {
       try {
         Matcher m = Pattern.compile("<lt\\.jvm\\.flags>(.*?)</lt\\.jvm\\.flags>")
