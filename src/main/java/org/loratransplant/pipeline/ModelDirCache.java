@@ -136,25 +136,46 @@ public final class ModelDirCache {
       Path lockFile = root.resolve(name + "-" + key + ".lock");
       synchronized (JVM_LOCKS.computeIfAbsent(lockFile, p -> new Object())) {
         try (FileChannel ch = FileChannel.open(lockFile, StandardOpenOption.CREATE,
-            StandardOpenOption.WRITE);
-            FileLock lock = ch.lock()) {
-          if (Files.isDirectory(target)) {
-            String problem = check(target, listing);
-            if (problem == null) {
-              LOG.info("model cache: {} -> {} (cached copy verified)", uri, target);
-              return target;
+            StandardOpenOption.WRITE)) {
+          FileLock lock = lock(ch, lockFile);
+          try {
+            if (Files.isDirectory(target)) {
+              String problem = check(target, listing);
+              if (problem == null) {
+                LOG.info("model cache: {} -> {} (cached copy verified)", uri, target);
+                return target;
+              }
+              LOG.warn("model cache: the cached copy of {} at {} is damaged ({}): fetching it "
+                  + "again", uri, target, problem);
+              discard(target);
             }
-            LOG.warn("model cache: the cached copy of {} at {} is damaged ({}): fetching it "
-                + "again", uri, target, problem);
-            discard(target);
+            copy(fs, remote, uri, listing, target);
+            return target;
+          } finally {
+            if (lock != null) {
+              lock.release();
+            }
           }
-          copy(fs, remote, uri, listing, target);
-          return target;
         }
       }
     } catch (IOException e) {
       throw new UncheckedIOException("cannot copy model directory " + uri + " into " + root
           + ": " + e, e);
+    }
+  }
+
+  /**
+   * The exclusive lock on {@code lockFile}, or null where the file system has no working locks
+   * (some NFS mounts answer "No locks available"): then copiers race, and the rename in
+   * {@link #copy} still publishes only complete copies, the first one winning.
+   */
+  private static FileLock lock(FileChannel ch, Path lockFile) {
+    try {
+      return ch.lock();
+    } catch (IOException e) {
+      LOG.warn("model cache: cannot lock {} ({}): copying without the lock", lockFile,
+          e.toString());
+      return null;
     }
   }
 
