@@ -1,6 +1,5 @@
 package org.loratransplant.pipeline;
 
-import java.nio.file.Path;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.atomic.AtomicInteger;
@@ -17,12 +16,15 @@ import org.slf4j.LoggerFactory;
  * later task and partition of that executor (the DJL Spark extension reloads per partition).
  * Concurrent tasks of one executor share it without a lock: inference only reads the weights and
  * each forward allocates in its own sub-manager. Each task batches its whole partition. The load
- * counter is logged so a run shows one load per JVM.
+ * counter is logged with the JVM's pid so a run shows one load per JVM. Model and adapter
+ * directories are resolved by {@link ModelDirs}: a remote one is copied to the local cache first.
  */
 public final class ExecutorModels {
   private static final Logger LOG = LoggerFactory.getLogger(ExecutorModels.class);
   private static final Map<ModelSpec, Loaded> MODELS = new ConcurrentHashMap<>();
   private static final AtomicInteger LOADS = new AtomicInteger();
+  /** How each load's log line starts. */
+  public static final String LOAD_LOG = "executor model load";
 
   private ExecutorModels() {}
 
@@ -46,13 +48,15 @@ public final class ExecutorModels {
       // Spark gave this task a GPU: use the address it assigned.
       device = "gpu:" + tc.resources().apply("gpu").addresses()[0];
     }
-    LanguageModel lm = LanguageModel.load(Path.of(spec.modelDir()), Devices.choose(device));
+    LanguageModel lm = LanguageModel.load(ModelDirs.local(spec.modelDir()),
+        Devices.choose(device));
     LoraAdapter adapter = spec.adapterDir() == null ? null
-        : PeftFormat.read(Path.of(spec.adapterDir()), lm.config(), lm.model().manager());
+        : PeftFormat.read(ModelDirs.local(spec.adapterDir()), lm.config(), lm.model().manager());
     int n = LOADS.incrementAndGet();
-    LOG.info(String.format("executor model load #%d in this JVM: %s%s in %.2f s", n,
-        spec.modelDir(), adapter == null ? "" : " + " + spec.adapterDir(),
-        (System.nanoTime() - t0) / 1e9));
+    // The cluster test counts these lines per executor JVM (by pid) in the workers' logs.
+    LOG.info(String.format("%s #%d in this JVM (pid %d): %s%s in %.2f s", LOAD_LOG, n,
+        ProcessHandle.current().pid(), spec.modelDir(),
+        adapter == null ? "" : " + " + spec.adapterDir(), (System.nanoTime() - t0) / 1e9));
     return new Loaded(lm, adapter);
   }
 }

@@ -6,7 +6,10 @@ import java.util.concurrent.ConcurrentHashMap;
 import org.loratransplant.model.ModelConfig;
 import org.loratransplant.tokenizer.TextTokenizer;
 
-/** Tokenizers (and the model config that names BOS/eos) cached once per executor JVM. */
+/**
+ * Tokenizers (and the model config that names BOS/eos) cached once per executor JVM; the model
+ * directory is resolved by {@link ModelDirs} (a remote one is copied to the local cache).
+ */
 public final class ExecutorTokenizers {
   private static final Map<String, Loaded> CACHE = new ConcurrentHashMap<>();
 
@@ -17,12 +20,13 @@ public final class ExecutorTokenizers {
 
   public static Loaded get(String modelDir) {
     return CACHE.computeIfAbsent(modelDir, d -> {
-      ModelConfig c = ModelConfig.load(Path.of(d));
+      Path dir = ModelDirs.local(d);
+      ModelConfig c = ModelConfig.load(dir);
       if (c.eosTokenIds().isEmpty()) {
         throw new IllegalArgumentException(d + ": no eos_token_id in config.json or "
             + "generation_config.json");
       }
-      return new Loaded(TextTokenizer.load(Path.of(d), c.bosTokenId()), c.eosTokenIds().get(0),
+      return new Loaded(TextTokenizer.load(dir, c.bosTokenId()), c.eosTokenIds().get(0),
           c.maxPositions());
     });
   }

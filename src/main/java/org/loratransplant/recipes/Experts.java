@@ -6,6 +6,7 @@ import java.util.List;
 import org.loratransplant.config.Settings;
 import org.loratransplant.lora.PeftFormat;
 import org.loratransplant.model.ModelConfig;
+import org.loratransplant.pipeline.ModelDirs;
 import org.loratransplant.pipeline.expert.ExpertTraining;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
@@ -23,7 +24,13 @@ final class Experts {
   }
 
   private static void checkModelDir(String dir, String key) {
-    Path p = Path.of(dir);
+    Path p;
+    try {
+      p = ModelDirs.local(dir);
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException("lt.titok." + key + " = " + dir + ": " + e.getMessage(),
+          e);
+    }
     if (!Files.isRegularFile(p.resolve("config.json"))) {
       throw new IllegalArgumentException("lt.titok." + key + " = " + dir + ": not a model "
           + "directory (no config.json)");
@@ -40,7 +47,9 @@ final class Experts {
    * names a recipe for it (on the same task file), then checks that it fits the source model.
    */
   static void ensure(TitokSettings s, Path taskFile) {
-    if (!PeftFormat.isAdapterDir(Path.of(s.sourceAdapter()))) {
+    // A remote adapter must exist (the expert is only ever trained into a local directory).
+    if (!ModelDirs.isRemote(s.sourceAdapter())
+        && !PeftFormat.isAdapterDir(ModelDirs.local(s.sourceAdapter()))) {
       if (s.expertConf().isEmpty()) {
         throw new IllegalArgumentException("lt.titok.source-adapter = " + s.sourceAdapter()
             + ": no PEFT adapter there (and lt.titok.expert-conf is empty)");
@@ -49,13 +58,20 @@ final class Experts {
           s.expertConf());
       Settings expert = Settings.load(Path.of(s.expertConf()), List.of(
           "lt.task.file=" + taskFile, "lt.device=" + s.device()));
-      ExpertTraining.plan(Path.of(s.sourceModel()), Path.of(s.sourceAdapter()), expert, false)
-          .execute();
+      ExpertTraining.plan(ModelDirs.local(s.sourceModel()), Path.of(s.sourceAdapter()), expert,
+          false).execute();
     }
-    ModelConfig base = ModelConfig.load(Path.of(s.sourceModel()));
+    ModelConfig base = ModelConfig.load(ModelDirs.local(s.sourceModel()));
+    Path adapter;
+    try {
+      adapter = ModelDirs.local(s.sourceAdapter());
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException("lt.titok.source-adapter = " + s.sourceAdapter() + ": "
+          + e.getMessage(), e);
+    }
     try (ai.djl.ndarray.NDManager m = ai.djl.ndarray.NDManager.newBaseManager(
         ai.djl.Device.cpu())) {
-      PeftFormat.read(Path.of(s.sourceAdapter()), base, m).close();
+      PeftFormat.read(adapter, base, m).close();
     } catch (IllegalArgumentException e) {
       throw new IllegalArgumentException("lt.titok.source-adapter does not fit "
           + "lt.titok.source-model: " + e.getMessage(), e);

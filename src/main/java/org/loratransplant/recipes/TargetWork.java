@@ -16,6 +16,7 @@ import org.loratransplant.lora.LoraAdapter;
 import org.loratransplant.lora.PeftFormat;
 import org.loratransplant.model.Devices;
 import org.loratransplant.model.LanguageModel;
+import org.loratransplant.pipeline.ModelDirs;
 import org.loratransplant.pipeline.RecipeRunner;
 import org.loratransplant.pipeline.StageStore;
 import org.loratransplant.pipeline.train.CheckpointDir;
@@ -48,7 +49,7 @@ public record TargetWork(String taskName, List<TaskExample> test, List<String> a
 
   /** Trains a fresh target LoRA on {@code data} and commits it as the store's adapter. */
   public ObjectNode train(StageStore store, String key, List<TrainingExample> data) {
-    try (LanguageModel target = LanguageModel.load(Path.of(targetModel),
+    try (LanguageModel target = LanguageModel.load(ModelDirs.local(targetModel),
         Devices.choose(device))) {
       Path local = Files.createTempDirectory("lt-adapter-").resolve(Transplant.ADAPTER);
       // In the run directory, per run and settings: a killed run resumes from them (on another
@@ -86,7 +87,7 @@ public record TargetWork(String taskName, List<TaskExample> test, List<String> a
     Evaluator ev = new Evaluator(evaluation);
     List<Evaluator.Report> reports = new ArrayList<>();
     Path adapterDir = store.localCopy(Transplant.ADAPTER);
-    try (LanguageModel target = LanguageModel.load(Path.of(targetModel),
+    try (LanguageModel target = LanguageModel.load(ModelDirs.local(targetModel),
         Devices.choose(device));
         LoraAdapter a = PeftFormat.isAdapterDir(adapterDir) ? PeftFormat.read(adapterDir,
             target.config(), target.model().manager()) : null) {
@@ -107,9 +108,9 @@ public record TargetWork(String taskName, List<TaskExample> test, List<String> a
 
   /** The source base with its adapter on the test split. */
   Evaluator.Report evaluateExpert(Evaluator ev) {
-    try (LanguageModel source = LanguageModel.load(Path.of(sourceModel),
+    try (LanguageModel source = LanguageModel.load(ModelDirs.local(sourceModel),
         Devices.choose(device));
-        LoraAdapter a = PeftFormat.read(Path.of(sourceAdapter), source.config(),
+        LoraAdapter a = PeftFormat.read(ModelDirs.local(sourceAdapter), source.config(),
             source.model().manager())) {
       return ev.evaluate(Path.of(sourceModel).getFileName() + " + source LoRA (expert)",
           source, a, test, answers);
@@ -122,7 +123,7 @@ public record TargetWork(String taskName, List<TaskExample> test, List<String> a
     if (which.equals("expert")) {
       return writeEvaluation(store, List.of(evaluateExpert(ev)));
     }
-    try (LanguageModel target = LanguageModel.load(Path.of(targetModel),
+    try (LanguageModel target = LanguageModel.load(ModelDirs.local(targetModel),
         Devices.choose(device))) {
       return writeEvaluation(store, List.of(ev.evaluate(Path.of(targetModel).getFileName()
           + " (vanilla)", target, null, test, answers)));

@@ -4,6 +4,7 @@ import com.typesafe.config.Config;
 import com.typesafe.config.ConfigException;
 import java.io.Serializable;
 import org.loratransplant.config.Experiment;
+import org.loratransplant.pipeline.ModelDirs;
 import org.loratransplant.pipeline.ModelSpec;
 import org.loratransplant.select.TokenSelection;
 
@@ -60,13 +61,11 @@ public record TitokSettings(String out, String sourceModel, String sourceAdapter
   /**
    * A local path made absolute on the driver, so that executors (whose working directory is
    * their own on a cluster) find the same directory; a URI with a scheme ({@code s3a://},
-   * {@code hdfs://}) is kept as written.
+   * {@code hdfs://}) is kept as written, and so is a relative path found only in the driver's
+   * Spark files directory ({@code spark-submit --archives}): see {@link ModelDirs#shippable}.
    */
   static String absolute(String path) {
-    if (path.isEmpty() || path.matches("^[A-Za-z][A-Za-z0-9+.-]*://.*")) {
-      return path;
-    }
-    return java.nio.file.Path.of(path).toAbsolutePath().normalize().toString();
+    return ModelDirs.shippable(path);
   }
 
   private void validate() {

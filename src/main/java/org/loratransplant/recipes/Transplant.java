@@ -26,6 +26,7 @@ import org.loratransplant.model.Devices;
 import org.loratransplant.model.LanguageModel;
 import org.loratransplant.pipeline.FailedRows;
 import org.loratransplant.pipeline.Keys;
+import org.loratransplant.pipeline.ModelDirs;
 import org.loratransplant.pipeline.ModelSpec;
 import org.loratransplant.pipeline.Recipe;
 import org.loratransplant.pipeline.RecipeRunner;
@@ -349,8 +350,8 @@ public final class Transplant {
         org.loratransplant.transfer.Method.parse(m.transfer()),
         exp.raw().getInt("transfer.rank"), exp.raw().getDouble("transfer.similarity-threshold"),
         exp.seed());
-    var r = org.loratransplant.transfer.Transfer.run(ts, Path.of(t.sourceModel()),
-        Path.of(t.sourceAdapter()), Path.of(t.targetModel()));
+    var r = org.loratransplant.transfer.Transfer.run(ts, ModelDirs.local(t.sourceModel()),
+        ModelDirs.local(t.sourceAdapter()), ModelDirs.local(t.targetModel()));
     try {
       Path local = Files.createTempDirectory("lt-transfer-").resolve(ADAPTER);
       if (r.transferred() > 0) {
@@ -468,7 +469,7 @@ public final class Transplant {
     List<TaskExample> val = validation();
     List<Trial> trials = new ArrayList<>();
     Map<List<Object>, Trial> seen = new java.util.HashMap<>();
-    try (LanguageModel target = LanguageModel.load(Path.of(t.targetModel()),
+    try (LanguageModel target = LanguageModel.load(ModelDirs.local(t.targetModel()),
         Devices.choose(t.device()))) {
       for (int m : ms) {
         for (double k : ks) {
@@ -593,7 +594,7 @@ public final class Transplant {
           r.getString(2)));
     }
     ObjectNode st = JSON.createObjectNode();
-    try (LanguageModel base = LanguageModel.load(Path.of(t.sourceModel()),
+    try (LanguageModel base = LanguageModel.load(ModelDirs.local(t.sourceModel()),
         Devices.choose(t.device()))) {
       var real = org.loratransplant.discriminate.Labelled.fromTask(split.train());
       String qp = org.loratransplant.discriminate.SyntheticRows.queryPrompt(
@@ -632,7 +633,8 @@ public final class Transplant {
   String sourceFingerprint() {
     try {
       MessageDigest md = MessageDigest.getInstance("SHA-256");
-      md.update(Files.readAllBytes(Path.of(t.sourceAdapter(), PeftFormat.WEIGHTS_FILE)));
+      md.update(Files.readAllBytes(ModelDirs.local(t.sourceAdapter())
+          .resolve(PeftFormat.WEIGHTS_FILE)));
       return HexFormat.of().formatHex(md.digest()).substring(0, 16);
     } catch (Exception e) {
       throw new IllegalStateException("cannot read the source adapter " + t.sourceAdapter()

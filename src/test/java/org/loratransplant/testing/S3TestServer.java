@@ -187,6 +187,29 @@ public final class S3TestServer
     sparkConfForBucket().forEach((k, v) -> hadoop.set(k.substring("spark.hadoop.".length()), v));
   }
 
+  /**
+   * Uploads every file under the local directory {@code dir} through S3A to
+   * {@code s3a://<bucket>/<prefix>/...}, as a user would (objects get real ETags and times), and
+   * returns that URI.
+   */
+  public String putDirectory(Path dir, String prefix) {
+    String uri = uri(prefix);
+    Configuration conf = new Configuration();
+    configure(conf);
+    try (org.apache.hadoop.fs.FileSystem fs = org.apache.hadoop.fs.FileSystem.newInstance(
+        URI.create(uri), conf);
+        Stream<Path> files = Files.walk(dir)) {
+      for (Path f : (Iterable<Path>) files.filter(Files::isRegularFile)::iterator) {
+        fs.copyFromLocalFile(false, true, new org.apache.hadoop.fs.Path(f.toUri()),
+            new org.apache.hadoop.fs.Path(uri + "/" + dir.relativize(f).toString()
+                .replace('\\', '/')));
+      }
+    } catch (IOException e) {
+      throw new UncheckedIOException("could not upload " + dir + " to " + uri, e);
+    }
+    return uri;
+  }
+
   /** Stops the server and deletes the temp dir it made; safe to call twice. */
   @Override
   public synchronized void close() {

@@ -15,10 +15,10 @@ import org.loratransplant.model.ModelConfig;
 import org.loratransplant.model.Projection;
 
 /** A seeded random LoRA on all seven projections (B non-zero, unlike a fresh one). */
-final class RandomLora {
+public final class RandomLora {
   private RandomLora() {}
 
-  static void write(Path dir, Path model, int r, double alpha, long seed) {
+  public static void write(Path dir, Path model, int r, double alpha, long seed) {
     ModelConfig c = ModelConfig.load(model);
     SplittableRandom rng = new SplittableRandom(seed);
     Map<LoraAdapter.Key, LoraAdapter.Matrices> values = new LinkedHashMap<>();

@@ -22,6 +22,7 @@ import org.loratransplant.align.Alignment;
 import org.loratransplant.align.TokenAlignment;
 import org.loratransplant.pipeline.ExecutorTokenizers;
 import org.loratransplant.pipeline.FailedRows;
+import org.loratransplant.pipeline.ModelDirs;
 import org.loratransplant.pipeline.select.Masks;
 import org.loratransplant.table.Tables;
 import org.loratransplant.task.PromptTemplate;
@@ -40,8 +41,8 @@ public final class AlignStage {
   /** Whether two model directories have byte-identical tokenizer.json files. */
   public static boolean sameTokenizer(String a, String b) {
     try {
-      return Arrays.equals(Files.readAllBytes(Path.of(a, "tokenizer.json")),
-          Files.readAllBytes(Path.of(b, "tokenizer.json")));
+      return Arrays.equals(Files.readAllBytes(ModelDirs.local(a).resolve("tokenizer.json")),
+          Files.readAllBytes(ModelDirs.local(b).resolve("tokenizer.json")));
     } catch (IOException e) {
       throw new UncheckedIOException("cannot read a tokenizer.json: " + e.getMessage(), e);
     }

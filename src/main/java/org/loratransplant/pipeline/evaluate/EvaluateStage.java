@@ -8,6 +8,7 @@ import org.loratransplant.lora.LoraAdapter;
 import org.loratransplant.lora.PeftFormat;
 import org.loratransplant.model.Devices;
 import org.loratransplant.model.LanguageModel;
+import org.loratransplant.pipeline.ModelDirs;
 import org.loratransplant.task.Task;
 import org.loratransplant.task.TaskExample;
 
@@ -24,14 +25,16 @@ public final class EvaluateStage {
     Evaluator ev = new Evaluator(es);
     List<Evaluator.Report> out = new ArrayList<>();
     List<String> answers = task.answerSet();
-    try (LanguageModel target = LanguageModel.load(Path.of(targetModel), Devices.choose(device));
+    try (LanguageModel target = LanguageModel.load(ModelDirs.local(targetModel),
+        Devices.choose(device));
         LoraAdapter a = PeftFormat.read(adapter, target.config(), target.model().manager())) {
       String name = Path.of(targetModel).getFileName().toString();
       out.add(ev.evaluate(name + " (vanilla)", target, null, test, answers));
       out.add(ev.evaluate(name + " + transplanted LoRA", target, a, test, answers));
     }
-    try (LanguageModel source = LanguageModel.load(Path.of(sourceModel), Devices.choose(device));
-        LoraAdapter a = PeftFormat.read(Path.of(sourceAdapter), source.config(),
+    try (LanguageModel source = LanguageModel.load(ModelDirs.local(sourceModel),
+        Devices.choose(device));
+        LoraAdapter a = PeftFormat.read(ModelDirs.local(sourceAdapter), source.config(),
             source.model().manager())) {
       out.add(ev.evaluate(Path.of(sourceModel).getFileName() + " + source LoRA (expert)", source,
           a, test, answers));

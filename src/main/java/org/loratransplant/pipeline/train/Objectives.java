@@ -5,6 +5,7 @@ import org.loratransplant.lora.LoraAdapter;
 import org.loratransplant.lora.PeftFormat;
 import org.loratransplant.model.Devices;
 import org.loratransplant.model.LanguageModel;
+import org.loratransplant.pipeline.ModelDirs;
 import org.loratransplant.pipeline.align.AlignStage;
 import org.loratransplant.train.LoraTrainer;
 import org.loratransplant.train.objective.CrossTokenizerTeacher;
@@ -40,9 +41,9 @@ final class Objectives {
         public void close() {}
       };
     }
-    LanguageModel source = LanguageModel.load(Path.of(s.teacher().modelDir()),
+    LanguageModel source = LanguageModel.load(ModelDirs.local(s.teacher().modelDir()),
         Devices.choose(s.device()));
-    LoraAdapter expert = PeftFormat.read(Path.of(s.teacher().adapterDir()), source.config(),
+    LoraAdapter expert = PeftFormat.read(ModelDirs.local(s.teacher().adapterDir()), source.config(),
         source.model().manager());
     boolean same = AlignStage.sameTokenizer(s.teacher().modelDir(), s.targetModel());
     Teacher teacher = same ? ModelTeacher.of(source, expert)
