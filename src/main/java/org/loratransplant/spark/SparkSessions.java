@@ -41,6 +41,10 @@ public final class SparkSessions {
    * request) stays 0 = none: a large multipart upload over a slow link may legitimately take
    * longer than any bound that would help here, and the socket timeout already catches a silent
    * server. Any of these set by the launcher ({@code --conf spark.hadoop.fs.s3a...}) wins.
+   *
+   * <p>Hadoop 3.4 and newer (the {@code -Pspark4} build) raise every S3A network timeout below
+   * 15 s to 15 s ({@link #s3aMinimumTimeoutMillis}), so there one call takes at most 3 x 15 s +
+   * 1.5 s = 46.5 s: still within the minute.
    */
   public static final Map<String, String> S3A_TIMEOUTS = orderedMap(
       "fs.s3a.connection.establish.timeout", "5000",
@@ -66,8 +70,9 @@ public final class SparkSessions {
    */
   public static long s3aWorstCaseMillis(Map<String, String> hadoop) {
     long attempts = 1 + Long.parseLong(hadoop.get("fs.s3a.retry.limit"));
-    long perAttempt = Math.max(Long.parseLong(hadoop.get("fs.s3a.connection.establish.timeout")),
-        Long.parseLong(hadoop.get("fs.s3a.connection.timeout")))
+    long timeout = Math.max(Long.parseLong(hadoop.get("fs.s3a.connection.establish.timeout")),
+        Long.parseLong(hadoop.get("fs.s3a.connection.timeout")));
+    long perAttempt = Math.max(timeout, s3aMinimumTimeoutMillis())
         * (1 + Long.parseLong(hadoop.get("fs.s3a.attempts.maximum")));
     long interval = Long.parseLong(hadoop.get("fs.s3a.retry.interval").replace("ms", ""));
     long backoff = 0;
@@ -75,6 +80,22 @@ public final class SparkSessions {
       backoff += interval << i;
     }
     return attempts * perAttempt + backoff;
+  }
+
+  /**
+   * The floor the Hadoop on the class path puts under S3A's network timeouts: Hadoop 3.4+ (AWS
+   * SDK v2; Spark 4) raises any shorter timeout to its {@code AWSClientConfig} minimum operation
+   * duration (15 s); Hadoop 3.3 (Spark 3.5) has no such floor (0). Read by reflection because
+   * that class exists only in Hadoop 3.4+.
+   */
+  public static long s3aMinimumTimeoutMillis() {
+    try {
+      Object d = Class.forName("org.apache.hadoop.fs.s3a.impl.AWSClientConfig")
+          .getMethod("getMinimumOperationDuration").invoke(null);
+      return ((java.time.Duration) d).toMillis();
+    } catch (ReflectiveOperationException | LinkageError noFloor) {
+      return 0;
+    }
   }
 
   /** Sets each of {@link #S3A_TIMEOUTS} (as {@code spark.hadoop.*}) the conf does not set. */

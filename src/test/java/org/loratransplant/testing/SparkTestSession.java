@@ -78,9 +78,11 @@ public final class SparkTestSession {
 
   private static SparkSession start(int maxTaskAttempts) {
     Map<String, String> conf = new LinkedHashMap<>(S3_CONF);
-    // Spark would otherwise create spark-warehouse/ in the working tree.
+    // Spark would otherwise create spark-warehouse/ in the working tree. The build directory is
+    // target/, or target-spark4/ under -Pspark4 (surefire passes it).
     conf.put("spark.sql.warehouse.dir",
-        Path.of("target", "spark-warehouse").toAbsolutePath().toString());
+        Path.of(System.getProperty("lt.build.dir", "target"), "spark-warehouse")
+            .toAbsolutePath().toString());
     long t0 = System.nanoTime();
     SparkSession spark = SparkSessions.local(APP_NAME, CORES, maxTaskAttempts, conf);
     LOG.info("SparkSession {} ready in {} ms", spark.sparkContext().master(),
