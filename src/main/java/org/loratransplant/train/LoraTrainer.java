@@ -24,6 +24,7 @@ import java.util.SplittableRandom;
 import java.util.stream.Stream;
 import org.loratransplant.lora.LoraAdapter;
 import org.loratransplant.lora.PeftFormat;
+import org.loratransplant.model.Adapter;
 import org.loratransplant.model.LanguageModel;
 import org.loratransplant.model.LlamaModel;
 import org.loratransplant.safetensors.SafeTensorsFile;
@@ -82,6 +83,21 @@ public final class LoraTrainer {
    */
   public Result train(LanguageModel lm, LoraAdapter adapter, List<TrainingExample> data,
       Path checkpointDir) {
+    return fit(lm, adapter, adapter.parameters(), data, checkpointDir, adapter);
+  }
+
+  /**
+   * Trains {@code params} (arrays {@code adapter}'s forward reads, e.g. a LoRA plus CA-LoRA's
+   * recovery modules) in place on {@code data}, with no checkpoints.
+   */
+  public Result train(LanguageModel lm, Adapter adapter, List<NDArray> params,
+      List<TrainingExample> data) {
+    return fit(lm, adapter, params, data, null, null);
+  }
+
+  /** The loop; {@code lora} (checkpointed and resumed) only when {@code checkpointDir} is set. */
+  private Result fit(LanguageModel lm, Adapter adapter, List<NDArray> params,
+      List<TrainingExample> data, Path checkpointDir, LoraAdapter lora) {
     if (data.isEmpty()) {
       throw new IllegalArgumentException("no training examples");
     }
@@ -96,13 +112,12 @@ public final class LoraTrainer {
     int totalSteps = (micro.size() + config.gradAccumulation() - 1) / config.gradAccumulation();
     LinearSchedule schedule = LinearSchedule.of(config.learningRate(), totalSteps,
         config.warmupRatio());
-    List<NDArray> params = adapter.parameters();
     params.forEach(p -> p.setRequiresGradient(true));
     LlamaModel model = lm.model();
-    String fingerprint = fingerprint(data, adapter);
+    String fingerprint = lora == null ? null : fingerprint(data, lora);
     try (NDManager optManager = model.manager().newSubManager()) {
       AdamW opt = new AdamW(params, config.weightDecay(), optManager);
-      int start = checkpointDir == null ? 0 : resume(checkpointDir, fingerprint, adapter, opt);
+      int start = checkpointDir == null ? 0 : resume(checkpointDir, fingerprint, lora, opt);
       List<Double> losses = new ArrayList<>();
       long tokens = 0;
       long t0 = System.nanoTime();
@@ -129,7 +144,7 @@ public final class LoraTrainer {
         }
         if (checkpointDir != null && config.checkpointEvery() > 0
             && done % config.checkpointEvery() == 0 && done < totalSteps) {
-          saveCheckpoint(checkpointDir, done, fingerprint, adapter, opt);
+          saveCheckpoint(checkpointDir, done, fingerprint, lora, opt);
         }
       }
       params.forEach(p -> p.setRequiresGradient(false));
@@ -160,7 +175,7 @@ public final class LoraTrainer {
   }
 
   /** Forward + backward of one micro-batch; returns its (unscaled) loss. */
-  private double microStep(LlamaModel model, LoraAdapter adapter, List<TrainingExample> data,
+  private double microStep(LlamaModel model, Adapter adapter, List<TrainingExample> data,
       int[] batch, int index, int accumulation) {
     Engine.getInstance().setRandomSeed((int) (config.seed() * 7919 + index));
     try (NDManager scope = model.manager().newSubManager()) {
