@@ -58,7 +58,7 @@ class TrainLoadedAdapterTest {
       data.add(TrainingExample.full(Arrays.copyOf(ids, 3), Arrays.copyOfRange(ids, 3,
           ids.length)));
     }
-    TrainerConfig tc = new TrainerConfig(1e-2, 5, 2, 0.01, 0, 1.0, 1, 7, 0,
+    TrainerConfig tc = new TrainerConfig(1e-2, 3, 2, 0.01, 0, 1.0, 1, 7, 0,
         TrainerConfig.LossNormaliser.WEIGHT_SUM, 0, 0);
     try (LoraAdapter made = LoraAdapter.of(cfg, lm.config(), lm.model().manager(), values)) {
       PeftFormat.write(made, tmp.resolve("a"));
