@@ -13,7 +13,8 @@ public final class Main {
     for (Command c : List.of(new GenerateCommand(), new LogprobsCommand(), new TrainLoraCommand(),
         new EvaluateCommand(), new TitokCommand(), new CompareCommand(), new SqlCommand(),
         new BenchRuntimeCommand(), new TransferCommand(), new CompressCommand(),
-        new MigrateLayerCommand(), new FleetCommand(), new RandomModelCommand())) {
+        new MigrateLayerCommand(), new FleetCommand(), new RandomModelCommand(),
+        new CaLoraCommand())) {
       m.put(c.name(), c);
     }
     return m;

@@ -50,6 +50,14 @@ final class ModelCli {
         return new Loaded(lm, org.loratransplant.lora.adalora.AdaLoraFormat.read(
             o.path("adapter"), lm.config(), lm.model().manager()));
       }
+      if (org.loratransplant.calora.CaLoraAdapter.isCaLora(o.path("adapter"))) {
+        if (o.has("merged")) {
+          throw new UsageException("--merged is not possible for a CA-LoRA adapter: its "
+              + "recovery modules are non-linear");
+        }
+        return new Loaded(lm, org.loratransplant.calora.CaLoraAdapter.read(o.path("adapter"),
+            lm.config(), lm.model().manager()));
+      }
       LoraAdapter a = PeftFormat.read(o.path("adapter"), lm.config(), lm.model().manager());
       if (o.has("merged")) {
         a.merge(lm.model());

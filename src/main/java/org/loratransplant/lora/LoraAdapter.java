@@ -120,8 +120,8 @@ public final class LoraAdapter implements Adapter, AutoCloseable {
                 + v.a().length + " values and B " + v.b().length + ", need " + config.r() + "x"
                 + in + " and " + out + "x" + config.r());
           }
-          NDArray aT = m.create(v.a(), new Shape(config.r(), in)).transpose().duplicate();
-          NDArray bT = m.create(v.b(), new Shape(out, config.r())).transpose().duplicate();
+          NDArray aT = m.create(transposed(v.a(), config.r(), in), new Shape(in, config.r()));
+          NDArray bT = m.create(transposed(v.b(), out, config.r()), new Shape(config.r(), out));
           pairs.put(k, new Pair(aT, bT));
         }
       }
@@ -130,6 +130,22 @@ public final class LoraAdapter implements Adapter, AutoCloseable {
       m.close();
       throw e;
     }
+  }
+
+  /**
+   * Row-major {@code (rows, cols)} to row-major {@code (cols, rows)}. Parameters are transposed
+   * here rather than with {@code transpose().duplicate()}, whose copy keeps the view's strides: a
+   * strided parameter breaks autograd's gradient layout contract (AdaLoRA read a stale gradient
+   * buffer and went NaN), and every adapter read from disk may be trained further (CA-LoRA).
+   */
+  static float[] transposed(float[] a, int rows, int cols) {
+    float[] t = new float[a.length];
+    for (int r = 0; r < rows; r++) {
+      for (int c = 0; c < cols; c++) {
+        t[c * rows + r] = a[r * cols + c];
+      }
+    }
+    return t;
   }
 
   public LoraConfig config() {

@@ -199,8 +199,9 @@ public final class PeftFormat {
         if (bad != null) {
           throw new IllegalArgumentException(weights + ": " + bad);
         }
-        NDArray arr = m.create(values, new Shape(want)).transpose()
-            .duplicate(); // stored transposed: aT (in, r), bT (r, out)
+        // stored transposed, aT (in, r) and bT (r, out), in contiguous buffers (see transposed)
+        NDArray arr = m.create(LoraAdapter.transposed(values, (int) want[0], (int) want[1]),
+            new Shape(want[1], want[0]));
         found.computeIfAbsent(new LoraAdapter.Key(layer, p), k -> new NDArray[2])[isA ? 0 : 1] =
             arr;
       }

@@ -9,6 +9,7 @@ import org.loratransplant.lora.LoraConfig;
 import org.loratransplant.model.LanguageModel;
 import org.loratransplant.train.LoraTrainer;
 import org.loratransplant.train.TrainingExample;
+import org.loratransplant.train.objective.EveryPosition;
 import org.loratransplant.train.objective.HiddenStateMse;
 import org.loratransplant.train.objective.ModelTeacher;
 import org.loratransplant.train.objective.Objective;

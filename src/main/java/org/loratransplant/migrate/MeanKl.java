@@ -19,6 +19,15 @@ public final class MeanKl {
 
   public static double between(LlamaModel model, Adapter reference, Adapter other,
       List<int[]> sequences, int batchSize) {
+    return between(model, reference, model, other, sequences, batchSize);
+  }
+
+  /**
+   * {@code KL(P_referenceModel+reference || P_otherModel+other)} per token: two models sharing a
+   * tokenizer (CA-LoRA: the uncompressed expert against the compressed base + adapter).
+   */
+  public static double between(LlamaModel referenceModel, Adapter reference, LlamaModel model,
+      Adapter other, List<int[]> sequences, int batchSize) {
     double sum = 0;
     long n = 0;
     for (int s = 0; s < sequences.size(); s += batchSize) {
@@ -34,7 +43,8 @@ public final class MeanKl {
         }
       }
       try (NDManager scope = model.manager().newSubManager()) {
-        NDArray ref = ModelOutputs.run(model, reference, ids, batch.size(), len, scope, null,
+        NDArray ref = ModelOutputs.run(referenceModel, reference, ids, batch.size(), len, scope,
+            null,
             false, Set.of()).logits().logSoftmax(-1);
         NDArray oth = ModelOutputs.run(model, other, ids, batch.size(), len, scope, null, false,
             Set.of()).logits();

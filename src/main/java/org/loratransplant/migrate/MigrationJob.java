@@ -134,7 +134,8 @@ public final class MigrationJob {
   private record Scores(Evaluator.Report base, Evaluator.Report expert, double klBase) {}
 
   /** Rendered test examples (prompt, space, answer) with BOS: the held-out text for KL. */
-  static List<int[]> texts(LanguageModel lm, Experiment exp, List<TaskExample> examples) {
+  public static List<int[]> texts(LanguageModel lm, Experiment exp,
+      List<TaskExample> examples) {
     List<int[]> out = new ArrayList<>();
     for (TaskExample ex : examples) {
       out.add(lm.tokenizer().encode(exp.answerPrompt().render(Map.of("input", ex.input()))

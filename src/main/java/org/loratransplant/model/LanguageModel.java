@@ -127,6 +127,9 @@ public final class LanguageModel implements AutoCloseable {
             + "the model's " + config().maxPositions() + " positions");
       }
     }
+    if (adapter != null && !adapter.hasWeightDeltas()) {
+      return eagerLogprobs(prompts, responses, adapter);
+    }
     Integer[] order = new Integer[n];
     for (int i = 0; i < n; i++) {
       order[i] = i;
@@ -210,6 +213,9 @@ public final class LanguageModel implements AutoCloseable {
     if (seeds.length != prompts.size()) {
       throw new IllegalArgumentException(prompts.size() + " prompts but " + seeds.length
           + " seeds");
+    }
+    if (adapter != null && !adapter.hasWeightDeltas()) {
+      return eagerGenerate(prompts, seeds, params, adapter);
     }
     List<Generation> out = new ArrayList<>(prompts.size());
     try (FoldedDecoders.Lease decoder = decoders.acquire(adapter)) {
@@ -335,6 +341,121 @@ public final class LanguageModel implements AutoCloseable {
     for (int r = 0; r < b; r++) {
       int[] toks = generated.get(r).stream().mapToInt(Integer::intValue).toArray();
       out.add(new Generation(toks, finish[r] == null ? "length" : finish[r]));
+    }
+    return out;
+  }
+
+  // ---- adapters that cannot be folded into the weights (CA-LoRA's non-linear recovery) --------
+
+  /**
+   * The next-token log-probs {@code (T, V)} of one sequence through the eager forward of
+   * {@link LlamaModel} with {@code adapter} beside the weights.
+   */
+  private float[] eagerLogSoftmax(int[] ids, Adapter adapter, NDManager scope) {
+    int t = ids.length;
+    long[] pos = new long[t];
+    long[] tok = new long[t];
+    for (int i = 0; i < t; i++) {
+      pos[i] = i;
+      tok[i] = ids[i];
+    }
+    IntraOpThreads.forPositions(t, 1);
+    NDArray mask = scope.create(AttentionMasks.causal(t, 0, config().slidingWindow()),
+        new Shape(1, 1, 1, t, t)); // the eager forward's (B or 1, 1, 1, T, S) layout
+    NDArray hidden = model.hidden(scope.create(tok, new Shape(1, t)),
+        scope.create(pos, new Shape(1, t)), mask, adapter, false);
+    return model.logits(hidden).logSoftmax(-1).toFloatArray();
+  }
+
+  /**
+   * {@link #logprobs} for an adapter without dense deltas: one request at a time through the
+   * eager forward (no folded copy of the weights, so slower than the fused path).
+   */
+  private List<float[]> eagerLogprobs(List<int[]> prompts, List<int[]> responses,
+      Adapter adapter) {
+    int vocab = config().vocabSize();
+    List<float[]> out = new ArrayList<>(prompts.size());
+    for (int r = 0; r < prompts.size(); r++) {
+      int[] p = prompts.get(r);
+      int[] y = responses.get(r);
+      int[] ids = Arrays.copyOf(p, p.length + y.length);
+      System.arraycopy(y, 0, ids, p.length, y.length);
+      try (NDManager scope = model.manager().newSubManager()) {
+        float[] lp = eagerLogSoftmax(ids, adapter, scope);
+        float[] row = new float[y.length];
+        for (int i = 0; i < y.length; i++) {
+          row[i] = lp[(p.length - 1 + i) * vocab + y[i]];
+        }
+        out.add(row);
+      }
+    }
+    return out;
+  }
+
+  /**
+   * {@link #generate} for an adapter without dense deltas: one request at a time, each step a
+   * full eager forward over the sequence so far (no KV cache). Same samplers and stopping rules.
+   */
+  private List<Generation> eagerGenerate(List<int[]> prompts, long[] seeds,
+      GenerationParams params, Adapter adapter) {
+    int vocab = config().vocabSize();
+    List<Generation> out = new ArrayList<>(prompts.size());
+    for (int r = 0; r < prompts.size(); r++) {
+      int[] prompt = prompts.get(r);
+      if (prompt.length == 0) {
+        throw new IllegalArgumentException("prompt " + r + " is empty (start it with BOS)");
+      }
+      checkIds(prompt, "prompt " + r);
+      if (prompt.length > config().maxPositions()) {
+        throw new IllegalArgumentException("a prompt has " + prompt.length + " tokens, more "
+            + "than the model's " + config().maxPositions() + " positions");
+      }
+      Sampler sampler = new Sampler(params, seeds[r], vocab);
+      int maxSteps = Math.min(params.maxNewTokens(), config().maxPositions() - prompt.length + 1);
+      List<Integer> seq = new ArrayList<>();
+      for (int id : prompt) {
+        seq.add(id);
+      }
+      List<Integer> generated = new ArrayList<>();
+      String finish = "length";
+      float[] last = new float[vocab];
+      for (int step = 0; step < maxSteps; step++) {
+        int[] ids = seq.stream().mapToInt(Integer::intValue).toArray();
+        try (NDManager scope = model.manager().newSubManager()) {
+          float[] lp = eagerLogSoftmax(ids, adapter, scope);
+          System.arraycopy(lp, (ids.length - 1) * vocab, last, 0, vocab);
+        }
+        if (sampler.wantsProbabilities()) { // softmax at the temperature, as the fused path
+          double max = Double.NEGATIVE_INFINITY;
+          for (float v : last) {
+            max = Math.max(max, v / params.temperature());
+          }
+          double sum = 0;
+          for (int i = 0; i < vocab; i++) {
+            last[i] = (float) Math.exp(last[i] / params.temperature() - max);
+            sum += last[i];
+          }
+          for (int i = 0; i < vocab; i++) {
+            last[i] /= (float) sum;
+          }
+        }
+        int tok = sampler.next(last, 0);
+        if (params.isEos(tok)) {
+          finish = "eos";
+          break;
+        }
+        generated.add(tok);
+        seq.add(tok);
+        if (generated.size() >= params.maxNewTokens()) {
+          finish = "length";
+          break;
+        }
+        if (seq.size() > config().maxPositions()) {
+          finish = "context";
+          break;
+        }
+      }
+      out.add(new Generation(generated.stream().mapToInt(Integer::intValue).toArray(), finish));
     }
     return out;
   }

@@ -24,6 +24,7 @@ import java.util.SplittableRandom;
 import java.util.stream.Stream;
 import org.loratransplant.lora.LoraAdapter;
 import org.loratransplant.lora.PeftFormat;
+import org.loratransplant.model.Adapter;
 import org.loratransplant.model.LanguageModel;
 import org.loratransplant.model.LlamaModel;
 import org.loratransplant.safetensors.SafeTensorsFile;
@@ -104,6 +105,20 @@ public final class LoraTrainer {
    */
   public Result train(LanguageModel lm, LoraAdapter adapter, List<TrainingExample> data,
       Path checkpointDir) {
+    return exclusive(() -> fit(lm, adapter, adapter.parameters(), data, checkpointDir, adapter));
+  }
+
+  /**
+   * Trains {@code params} (arrays {@code adapter}'s forward reads, e.g. a LoRA plus CA-LoRA's
+   * recovery modules) in place on {@code data}, with no checkpoints.
+   */
+  public Result train(LanguageModel lm, Adapter adapter, List<NDArray> params,
+      List<TrainingExample> data) {
+    return exclusive(() -> fit(lm, adapter, params, data, null, null));
+  }
+
+  /** Runs one training, alone in this JVM and with this thread's grad mode off. */
+  private static Result exclusive(java.util.function.Supplier<Result> training) {
     // DJL's PyTorch engine lets one GradientCollector record at a time in a JVM (a second one
     // throws "already collecting", and its grad mode broke the first one's in-place updates:
     // seen with two fleet train tasks in one executor), so trainings in one JVM take turns.
@@ -121,7 +136,7 @@ public final class LoraTrainer {
       if (gradMode) {
         ai.djl.pytorch.jni.JniUtils.setGradMode(false);
       }
-      return trainAlone(lm, adapter, data, checkpointDir);
+      return training.get();
     } finally {
       if (gradMode) {
         ai.djl.pytorch.jni.JniUtils.setGradMode(true);
@@ -134,8 +149,9 @@ public final class LoraTrainer {
   private static final java.util.concurrent.locks.ReentrantLock ONE_AT_A_TIME =
       new java.util.concurrent.locks.ReentrantLock(true);
 
-  private Result trainAlone(LanguageModel lm, LoraAdapter adapter, List<TrainingExample> data,
-      Path checkpointDir) {
+  /** The loop; {@code lora} (checkpointed and resumed) only when {@code checkpointDir} is set. */
+  private Result fit(LanguageModel lm, Adapter adapter, List<NDArray> params,
+      List<TrainingExample> data, Path checkpointDir, LoraAdapter lora) {
     if (data.isEmpty()) {
       throw new IllegalArgumentException("no training examples");
     }
@@ -150,13 +166,12 @@ public final class LoraTrainer {
     int totalSteps = (micro.size() + config.gradAccumulation() - 1) / config.gradAccumulation();
     LinearSchedule schedule = LinearSchedule.of(config.learningRate(), totalSteps,
         config.warmupRatio());
-    List<NDArray> params = adapter.parameters();
     params.forEach(p -> p.setRequiresGradient(true));
     LlamaModel model = lm.model();
-    String fingerprint = fingerprint(data, adapter);
+    String fingerprint = lora == null ? null : fingerprint(data, lora);
     try (NDManager optManager = model.manager().newSubManager()) {
       AdamW opt = new AdamW(params, config.weightDecay(), optManager);
-      int start = checkpointDir == null ? 0 : resume(checkpointDir, fingerprint, adapter, opt);
+      int start = checkpointDir == null ? 0 : resume(checkpointDir, fingerprint, lora, opt);
       List<Double> losses = new ArrayList<>();
       long tokens = 0;
       long t0 = System.nanoTime();
@@ -185,7 +200,7 @@ public final class LoraTrainer {
         Path saved = null;
         if (checkpointDir != null && config.checkpointEvery() > 0
             && done % config.checkpointEvery() == 0 && done < totalSteps) {
-          saved = saveCheckpoint(checkpointDir, done, fingerprint, adapter, opt);
+          saved = saveCheckpoint(checkpointDir, done, fingerprint, lora, opt);
         }
         if (listener != null) {
           listener.afterStep(done, saved);
@@ -219,7 +234,7 @@ public final class LoraTrainer {
   }
 
   /** Forward + backward of one micro-batch; returns its (unscaled) loss. */
-  private double microStep(LlamaModel model, LoraAdapter adapter, List<TrainingExample> data,
+  private double microStep(LlamaModel model, Adapter adapter, List<TrainingExample> data,
       int[] batch, int index, int accumulation) {
     Engine.getInstance().setRandomSeed((int) (config.seed() * 7919 + index));
     try (NDManager scope = model.manager().newSubManager()) {

@@ -1,22 +1,19 @@
-package org.loratransplant.migrate;
+package org.loratransplant.train.objective;
 
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDManager;
 import java.util.Set;
-import org.loratransplant.train.objective.ModelOutputs;
-import org.loratransplant.train.objective.Objective;
-import org.loratransplant.train.objective.TeacherOutputs;
-import org.loratransplant.train.objective.TokenBatch;
 
 /**
  * Runs an objective with every real position of the batch weighted 1 (prompt and response alike,
  * normalised by their count): hidden-state and logit matching should cover the whole text the
- * teacher sees, while the task cross-entropy in the same sum keeps its response-only weights.
+ * teacher sees, while the task cross-entropy in the same sum keeps its response-only weights
+ * (layer-wise migration, CA-LoRA's distillation).
  */
-final class EveryPosition implements Objective {
+public final class EveryPosition implements Objective {
   private final Objective inner;
 
-  EveryPosition(Objective inner) {
+  public EveryPosition(Objective inner) {
     this.inner = inner;
   }
 
