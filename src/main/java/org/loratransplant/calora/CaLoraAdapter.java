@@ -62,6 +62,17 @@ public final class CaLoraAdapter implements Adapter, AutoCloseable {
     return a == null ? r : r == null ? a : a.add(r);
   }
 
+  /** The LoRA part's counter stands for both parts: training bumps it after every step. */
+  @Override
+  public long weightsVersion() {
+    return lora.weightsVersion();
+  }
+
+  @Override
+  public void weightsChanged() {
+    lora.weightsChanged();
+  }
+
   /** Whether {@code dir} holds a CA-LoRA adapter (a PEFT LoRA plus the recovery file). */
   public static boolean isCaLora(Path dir) {
     return Files.isRegularFile(dir.resolve(RECOVERY_FILE));
