@@ -26,6 +26,8 @@ class Linalg(Module):
     basis = q
     bts = []  # t^T q of every block: the next iteration's seed and, together, bt below
     for i in range(iters):
+      if q.size(1) == 0:
+        break
       p = torch.mm(t.t(), q.to(a.dtype)).double()
       bts.append(p)
       z = self.orth(p, 0.0)
@@ -33,7 +35,8 @@ class Linalg(Module):
       ref = float(torch.max(torch.sum(y * y, 0)))
       for j in range(2):
         y = y - torch.mm(basis, torch.mm(basis.t(), y))
-      # Directions that were (numerically) in the space already carry no new information.
+      # Directions that were (numerically) in the space already carry no new information; none
+      # left means the space is invariant (t has no more rank): it holds the exact answer.
       q = self.orth(y, 1e-12 * ref)
       basis = torch.cat([basis, q], 1)
     # Rayleigh-Ritz: t ~ basis bt^T with bt = t^T basis (N, L), of which the loop computed all
@@ -57,12 +60,14 @@ class Linalg(Module):
     # matrix, twice (as CholeskyQR2 does): BLAS-3 products, where Householder QR of a tall
     # block measured 10x slower here. Directions whose Gram eigenvalue is at most floor, or
     # 1e-12 of the largest (below float64's resolution of the squared values), are dropped, not
-    # amplified.
+    # amplified; all of them when x is numerically zero (then x has no columns left).
     for i in range(2):
+      if x.size(1) == 0:
+        return x
       e, v = torch.linalg_eigh(torch.mm(x.t(), x), "L")
       n = e.size(0)
       tol = max(floor, 1e-12 * float(torch.select(e, 0, n - 1)))
-      keep = max(int(torch.sum(torch.gt(e, tol))), 1)
+      keep = int(torch.sum(torch.gt(e, tol)))
       e = torch.narrow(e, 0, n - keep, keep)
       v = torch.narrow(v, 1, n - keep, keep)
       x = torch.mm(x, v / torch.sqrt(torch.clamp(e, 1e-300)).view([1, -1]))
