@@ -54,7 +54,7 @@ public final class TransferBenchmark {
 
   /** The measured figures of one method. */
   public record Figures(Shape shape, Method method, int modules, long transferred,
-      double generateSeconds, double transferSeconds, long checkpointBytes) {
+      double generateSeconds, double transferSeconds, double cpuSeconds, long checkpointBytes) {
     public double secondsPerModule() {
       return transferSeconds / modules;
     }
@@ -63,9 +63,10 @@ public final class TransferBenchmark {
     public String toString() {
       return String.format(Locale.ROOT, "%s benchmark: %d layers, hidden %d, ffn %d, LoRA "
           + "rank %d: %d modules (%d transferred), checkpoint %.1f GB bf16 (written in %.1f s); "
-          + "transfer %.1f s total, %.2f s per module", method.cliName(), shape.layers(),
-          shape.hidden(), shape.ffn(), shape.loraRank(), modules, transferred,
-          checkpointBytes / 1e9, generateSeconds, transferSeconds, secondsPerModule());
+          + "transfer %.1f s total, %.2f s per module (process CPU %.1f s, %.2f s per module)",
+          method.cliName(), shape.layers(), shape.hidden(), shape.ffn(), shape.loraRank(),
+          modules, transferred, checkpointBytes / 1e9, generateSeconds, transferSeconds,
+          secondsPerModule(), cpuSeconds, cpuSeconds / modules);
     }
   }
 
@@ -97,6 +98,7 @@ public final class TransferBenchmark {
         TransferSettings st = new TransferSettings(method, settings.rank(), settings.threshold(),
             settings.seed());
         long t1 = System.nanoTime();
+        long cpu1 = processCpuNanos();
         int perLayer = Projection.values().length;
         int[] done = {0};
         Transfer.Result r = Transfer.run(st, model, adapter, model, row -> {
@@ -107,8 +109,9 @@ public final class TransferBenchmark {
           }
         });
         double secs = (System.nanoTime() - t1) / 1e9;
+        double cpu = (processCpuNanos() - cpu1) / 1e9;
         Figures f = new Figures(shape, method, r.modules().size(), r.transferred(), gen, secs,
-            bytes);
+            cpu, bytes);
         log.println(f);
         out.add(f);
       }
@@ -120,6 +123,15 @@ public final class TransferBenchmark {
         log.println("could not delete " + dir + ": " + e.getMessage());
       }
     }
+  }
+
+  /**
+   * CPU time of the whole process (all threads, libtorch's included), the figure that does not
+   * depend on how busy a shared machine is; -1 where the JVM cannot tell.
+   */
+  private static long processCpuNanos() {
+    var os = java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+    return os instanceof com.sun.management.OperatingSystemMXBean b ? b.getProcessCpuTime() : -1;
   }
 
   private static long writeCheckpoint(Path model, Shape shape, PrintStream log) {
