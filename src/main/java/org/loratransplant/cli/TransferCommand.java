@@ -2,6 +2,8 @@ package org.loratransplant.cli;
 
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
+import java.util.List;
 import org.loratransplant.transfer.Method;
 import org.loratransplant.transfer.Transfer;
 import org.loratransplant.transfer.TransferBenchmark;
@@ -22,7 +24,8 @@ public final class TransferCommand implements Command {
         + "cross-lora (align source and target singular bases, any hidden size). Writes a PEFT "
         + "adapter for the target with transfer_report.json and transfer_report.md (per module: "
         + "shapes, similarity, transferred or why not, norm ratio) and prints the Markdown. With "
-        + "--benchmark, times lora-x on a random checkpoint of the given shape instead.";
+        + "--benchmark, times the methods (--method, comma-separated; default all three) on a "
+        + "random checkpoint of the given shape instead.";
   }
 
   @Override
@@ -39,7 +42,7 @@ public final class TransferCommand implements Command {
             String.valueOf(TransferSettings.DEFAULT_THRESHOLD))
         .value("seed", "S", "seed of the randomised SVDs (weights with both sides > "
             + "1024)", "0")
-        .flag("benchmark", "time lora-x on a random checkpoint instead (see --layers ...)")
+        .flag("benchmark", "time the transfers on a random checkpoint instead (see --layers ...)")
         .value("layers", "N", "benchmark: decoder layers", "32")
         .value("hidden", "H", "benchmark: hidden size", "4096")
         .value("ffn", "F", "benchmark: intermediate size", "11008")
@@ -58,12 +61,21 @@ public final class TransferCommand implements Command {
       throw new UsageException("--similarity-threshold must be in [0, 1], got " + threshold);
     }
     if (o.has("benchmark")) {
-      TransferBenchmark.Figures f = TransferBenchmark.run(o.path("workdir"),
+      List<Method> methods = new ArrayList<>();
+      try {
+        for (String name : (o.has("method") ? o.get("method")
+            : "direct,lora-x,cross-lora").split(",")) {
+          methods.add(Method.parse(name.trim()));
+        }
+      } catch (IllegalArgumentException e) {
+        throw new UsageException("--method: " + e.getMessage());
+      }
+      List<TransferBenchmark.Figures> figures = TransferBenchmark.run(o.path("workdir"),
           new TransferBenchmark.Shape(o.integer("layers"), o.integer("hidden"), o.integer("ffn"),
               o.integer("lora-rank")),
-          new TransferSettings(Method.LORA_X, rank, threshold, o.longValue("seed")),
+          new TransferSettings(methods.get(0), rank, threshold, o.longValue("seed")), methods,
           System.err);
-      System.out.println(f);
+      figures.forEach(System.out::println);
       return 0;
     }
     Method method;

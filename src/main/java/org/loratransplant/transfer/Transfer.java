@@ -13,12 +13,14 @@ import java.util.List;
 import java.util.Locale;
 import java.util.Map;
 import java.util.Set;
+import java.util.function.Consumer;
 import org.loratransplant.lora.LoraAdapter;
 import org.loratransplant.lora.LoraConfig;
 import org.loratransplant.lora.PeftFormat;
 import org.loratransplant.model.ModelConfig;
 import org.loratransplant.model.Projection;
 import org.loratransplant.safetensors.Checkpoint;
+import org.loratransplant.safetensors.DType;
 
 /**
  * Transfers a source model's LoRA to a target model without data or training (METHODS.md
@@ -65,6 +67,12 @@ public final class Transfer {
   /** Runs a transfer of the PEFT adapter in {@code adapterDir} (made for {@code sourceModel}). */
   public static Result run(TransferSettings settings, Path sourceModel, Path adapterDir,
       Path targetModel) {
+    return run(settings, sourceModel, adapterDir, targetModel, row -> { });
+  }
+
+  /** {@link #run}, handing each module's report to {@code progress} as soon as it is done. */
+  public static Result run(TransferSettings settings, Path sourceModel, Path adapterDir,
+      Path targetModel, Consumer<ModuleReport> progress) {
     ModelConfig sc = ModelConfig.load(sourceModel);
     ModelConfig tc = ModelConfig.load(targetModel);
     int[] map = LayerMap.byRelativeDepth(sc.numLayers(), tc.numLayers());
@@ -94,6 +102,7 @@ public final class Transfer {
             }
           }
           reports.add(o.report());
+          progress.accept(o.report());
           if (o.values() != null) {
             used.add(p);
             values.put(tk, o.values());
@@ -145,9 +154,8 @@ public final class Transfer {
         return mod.skip("shape " + shape(mod.sourceShape()) + " -> " + shape(mod.targetShape())
             + ": direct reuse copies equal shapes only (never pads)");
       }
-      NDArray ws = weight(sw, mod.weight(mod.sourceLayer()), mod.sourceShape(), m);
-      NDArray wt = weight(tw, mod.weight(mod.layer()), mod.targetShape(), m);
-      double cos = cosine(ws, wt);
+      double cos = cosine(weight(sw, mod.weight(mod.sourceLayer()), mod.sourceShape(), m).float32(),
+          weight(tw, mod.weight(mod.layer()), mod.targetShape(), m).float32());
       LoraAdapter.Matrices v = new LoraAdapter.Matrices(pair.aT().transpose().toFloatArray(),
           pair.bT().transpose().toFloatArray());
       return new ModuleOutcome(new ModuleReport(mod.p().moduleName(), mod.layer(),
@@ -165,8 +173,14 @@ public final class Transfer {
         Math.min(mod.targetShape()[0], mod.targetShape()[1]));
     int k = st.rankFor(minDim);
     long seed = st.seed() * 1_000_003L + mod.layer() * 31L + mod.p().ordinal();
-    Svd t = Linalg.truncated(weight(tw, mod.weight(mod.layer()), mod.targetShape(), m), k, seed);
-    Svd s = Linalg.truncated(weight(sw, mod.weight(mod.sourceLayer()), mod.sourceShape(), m), k,
+    Svd t = weight(tw, mod.weight(mod.layer()), mod.targetShape(), m).truncated(k, seed);
+    if (method == Method.LORA_X && st.threshold() == 0) {
+      // Nothing can fall below a zero threshold, and LoRA-X reads the target's bases alone: the
+      // source weight's SVD (half the work) would only fill the report's similarity column.
+      Subspaces.Projected proj = Subspaces.loraX(dw, t, r);
+      return transferred(mod, Double.NaN, k, "projected", proj, srcNorm, scaling);
+    }
+    Svd s = weight(sw, mod.weight(mod.sourceLayer()), mod.sourceShape(), m).truncated(k,
         seed + 7);
     double sim = method == Method.LORA_X ? Subspaces.overlap(s, t)
         : Subspaces.spectralCosine(s, t);
@@ -176,17 +190,28 @@ public final class Transfer {
     }
     Subspaces.Projected proj = method == Method.LORA_X ? Subspaces.loraX(dw, t, r)
         : Subspaces.crossLora(dw, s, t, r);
+    return transferred(mod, sim, k, method == Method.LORA_X ? "projected" : "aligned and shifted",
+        proj, srcNorm, scaling);
+  }
+
+  private static ModuleOutcome transferred(Module mod, double sim, int k, String how,
+      Subspaces.Projected proj, double srcNorm, double scaling) {
     double root = Math.sqrt(scaling);
     float[] a = proj.factors().a().div(root).toType(DataType.FLOAT32, false).toFloatArray();
     float[] b = proj.factors().b().div(root).toType(DataType.FLOAT32, false).toFloatArray();
     return new ModuleOutcome(new ModuleReport(mod.p().moduleName(), mod.layer(), mod.sourceLayer(),
-        mod.sourceShape(), mod.targetShape(), sim, k, true,
-        (method == Method.LORA_X ? "projected" : "aligned and shifted") + ", rank "
-            + proj.rank(), srcNorm == 0 ? 0 : proj.norm() / srcNorm),
-        new LoraAdapter.Matrices(a, b));
+        mod.sourceShape(), mod.targetShape(), sim, k, true, how + ", rank " + proj.rank(),
+        srcNorm == 0 ? 0 : proj.norm() / srcNorm), new LoraAdapter.Matrices(a, b));
   }
 
-  private static NDArray weight(Checkpoint c, String name, int[] shape, NDManager m) {
+  /** A weight as read, in float32; {@code bf16} when the file stores it so (exact values). */
+  private record Weight(NDArray float32, boolean bf16) {
+    Svd truncated(int k, long seed) {
+      return bf16 ? Linalg.truncatedBf16(float32, k, seed) : Linalg.truncated(float32, k, seed);
+    }
+  }
+
+  private static Weight weight(Checkpoint c, String name, int[] shape, NDManager m) {
     if (!c.has(name)) {
       throw new IllegalArgumentException(c.dir() + ": weight '" + name + "' is missing");
     }
@@ -195,15 +220,17 @@ public final class Transfer {
       throw new IllegalArgumentException(c.dir() + ": weight '" + name + "' has shape "
           + java.util.Arrays.toString(dims) + " but config.json implies " + shape(shape));
     }
-    return m.create(c.readFloat32(name), new Shape(shape[0], shape[1]));
+    return new Weight(m.create(c.readFloat32(name), new Shape(shape[0], shape[1])),
+        c.info(name).dtype() == DType.BF16);
   }
 
+  /** The cosine of two same-shaped weights, products summed in float32 (a report figure). */
   private static double cosine(NDArray x, NDArray y) {
-    NDArray a = x.toType(DataType.FLOAT64, false);
-    NDArray b = y.toType(DataType.FLOAT64, false);
-    double xy = a.mul(b).sum().getDouble();
-    double xx = Subspaces.squaredNorm(a);
-    double yy = Subspaces.squaredNorm(b);
+    NDArray a = x.toType(DataType.FLOAT32, false);
+    NDArray b = y.toType(DataType.FLOAT32, false);
+    double xy = a.mul(b).sum().toType(DataType.FLOAT64, false).getDouble();
+    double xx = a.mul(a).sum().toType(DataType.FLOAT64, false).getDouble();
+    double yy = b.mul(b).sum().toType(DataType.FLOAT64, false).getDouble();
     return xx == 0 || yy == 0 ? 0 : xy / Math.sqrt(xx * yy);
   }
 

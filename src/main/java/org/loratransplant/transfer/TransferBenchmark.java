@@ -10,6 +10,7 @@ import java.io.UncheckedIOException;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
+import java.util.ArrayList;
 import java.util.EnumSet;
 import java.util.LinkedHashMap;
 import java.util.List;
@@ -27,12 +28,14 @@ import org.loratransplant.safetensors.SafeTensorsWriter;
 import org.loratransplant.safetensors.TensorData;
 
 /**
- * Times LoRA-X over a random checkpoint of a given (by default Llama-2-7B) shape: it writes, in a
- * fresh directory under {@code workdir}, a Llama {@code config.json}, the seven projections of
+ * Times the transfers over a random checkpoint of a given (by default Llama-2-7B) shape: it
+ * writes, in a fresh directory under {@code workdir}, a Llama {@code config.json}, the seven projections of
  * every layer as bf16 (one shard per layer, as 7B checkpoints ship in 16-bit; embeddings and
  * norms are left out, the transfer never reads them) and a random LoRA on all seven; then
- * transfers the LoRA from that checkpoint to itself (two truncated SVDs per module, as between
- * two different checkpoints: nothing is cached) and deletes the directory.
+ * transfers the LoRA from that checkpoint to itself with each method asked for (LoRA-X and
+ * Cross-LoRA take two truncated SVDs per module, as between two different checkpoints: nothing
+ * is cached; with the source as target every similarity is 1, so every module is transferred,
+ * the most work) and deletes the directory.
  *
  * <p>Memory: one layer's shard is built at a time (~0.4 GB at 7B) and the transfer holds one
  * module's weights, so a full 7B shape fits the 24 GB machine; the disk needs ~13 GB.
@@ -49,26 +52,31 @@ public final class TransferBenchmark {
     }
   }
 
-  /** The measured figures. */
-  public record Figures(Shape shape, int modules, long transferred, double generateSeconds,
-      double transferSeconds, long checkpointBytes) {
+  /** The measured figures of one method. */
+  public record Figures(Shape shape, Method method, int modules, long transferred,
+      double generateSeconds, double transferSeconds, double cpuSeconds, long checkpointBytes) {
     public double secondsPerModule() {
       return transferSeconds / modules;
     }
 
     @Override
     public String toString() {
-      return String.format(Locale.ROOT, "lora-x benchmark: %d layers, hidden %d, ffn %d, LoRA "
+      return String.format(Locale.ROOT, "%s benchmark: %d layers, hidden %d, ffn %d, LoRA "
           + "rank %d: %d modules (%d transferred), checkpoint %.1f GB bf16 (written in %.1f s); "
-          + "transfer %.1f s total, %.2f s per module", shape.layers(), shape.hidden(),
-          shape.ffn(), shape.loraRank(), modules, transferred, checkpointBytes / 1e9,
-          generateSeconds, transferSeconds, secondsPerModule());
+          + "transfer %.1f s total, %.2f s per module (process CPU %.1f s, %.2f s per module)",
+          method.cliName(), shape.layers(), shape.hidden(), shape.ffn(), shape.loraRank(),
+          modules, transferred, checkpointBytes / 1e9, generateSeconds, transferSeconds,
+          secondsPerModule(), cpuSeconds, cpuSeconds / modules);
     }
   }
 
-  /** Generates, transfers, times and cleans up; progress lines go to {@code log}. */
-  public static Figures run(Path workdir, Shape shape, TransferSettings settings,
-      PrintStream log) {
+  /**
+   * Generates the checkpoint once, then transfers, times and reports each of {@code methods}
+   * in turn ({@code settings}' method is replaced by each), and cleans up; progress lines and
+   * each method's figures as soon as measured go to {@code log}.
+   */
+  public static List<Figures> run(Path workdir, Shape shape, TransferSettings settings,
+      List<Method> methods, PrintStream log) {
     Path dir;
     try {
       Files.createDirectories(workdir);
@@ -83,11 +91,31 @@ public final class TransferBenchmark {
       long bytes = writeCheckpoint(model, shape, log);
       writeAdapter(adapter, shape);
       double gen = (System.nanoTime() - t0) / 1e9;
-      log.printf(Locale.ROOT, "generated %.1f GB in %.1f s; transferring...%n", bytes / 1e9, gen);
-      long t1 = System.nanoTime();
-      Transfer.Result r = Transfer.run(settings, model, adapter, model);
-      double secs = (System.nanoTime() - t1) / 1e9;
-      return new Figures(shape, r.modules().size(), r.transferred(), gen, secs, bytes);
+      log.printf(Locale.ROOT, "generated %.1f GB in %.1f s%n", bytes / 1e9, gen);
+      List<Figures> out = new ArrayList<>();
+      for (Method method : methods) {
+        log.printf(Locale.ROOT, "transferring with %s...%n", method.cliName());
+        TransferSettings st = new TransferSettings(method, settings.rank(), settings.threshold(),
+            settings.seed());
+        long t1 = System.nanoTime();
+        long cpu1 = processCpuNanos();
+        int perLayer = Projection.values().length;
+        int[] done = {0};
+        Transfer.Result r = Transfer.run(st, model, adapter, model, row -> {
+          if (++done[0] % perLayer == 0) {
+            double s = (System.nanoTime() - t1) / 1e9;
+            log.printf(Locale.ROOT, "  %s: %d modules in %.1f s (%.2f s per module)%n",
+                method.cliName(), done[0], s, s / done[0]);
+          }
+        });
+        double secs = (System.nanoTime() - t1) / 1e9;
+        double cpu = (processCpuNanos() - cpu1) / 1e9;
+        Figures f = new Figures(shape, method, r.modules().size(), r.transferred(), gen, secs,
+            cpu, bytes);
+        log.println(f);
+        out.add(f);
+      }
+      return out;
     } finally {
       try {
         PeftFormat.deleteRecursively(dir);
@@ -95,6 +123,15 @@ public final class TransferBenchmark {
         log.println("could not delete " + dir + ": " + e.getMessage());
       }
     }
+  }
+
+  /**
+   * CPU time of the whole process (all threads, libtorch's included), the figure that does not
+   * depend on how busy a shared machine is; -1 where the JVM cannot tell.
+   */
+  private static long processCpuNanos() {
+    var os = java.lang.management.ManagementFactory.getOperatingSystemMXBean();
+    return os instanceof com.sun.management.OperatingSystemMXBean b ? b.getProcessCpuTime() : -1;
   }
 
   private static long writeCheckpoint(Path model, Shape shape, PrintStream log) {

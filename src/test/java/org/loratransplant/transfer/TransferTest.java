@@ -167,8 +167,9 @@ class TransferTest {
   void thresholdSkipsModulesBelowIt(@TempDir Path tmp) {
     Path src = tmp.resolve("src");
     RandomLora.write(src, STORIES, 2, 2, 14);
-    Transfer.Result all = Transfer.run(new TransferSettings(Method.LORA_X, 0, 0, 0), STORIES,
-        src, XS);
+    // The smallest positive threshold: at 0 LoRA-X measures no similarity (see below).
+    Transfer.Result all = Transfer.run(new TransferSettings(Method.LORA_X, 0, Double.MIN_VALUE,
+        0), STORIES, src, XS);
     double[] sims = all.modules().stream().filter(ModuleReport::transferred)
         .mapToDouble(ModuleReport::similarity).sorted().toArray();
     double median = sims[sims.length / 2];
@@ -180,6 +181,27 @@ class TransferTest {
         if (!row.transferred()) {
           assertTrue(row.reason().startsWith("similarity "), row.reason());
         }
+      }
+    }
+  }
+
+  @Test
+  void loraXAtThresholdZeroWritesTheSameAdapterWithoutMeasuringSimilarity(@TempDir Path tmp) {
+    Path src = tmp.resolve("src");
+    RandomLora.write(src, STORIES, 4, 8, 16);
+    Transfer.Result zero = Transfer.run(new TransferSettings(Method.LORA_X, 0, 0, 0), STORIES,
+        src, XS);
+    Transfer.Result tiny = Transfer.run(new TransferSettings(Method.LORA_X, 0, Double.MIN_VALUE,
+        0), STORIES, src, XS);
+    assertEquals(tiny.transferred(), zero.transferred());
+    assertEquals(tiny.values().keySet(), zero.values().keySet());
+    for (var e : tiny.values().entrySet()) {
+      assertArrayEquals(e.getValue().a(), zero.values().get(e.getKey()).a(), e.getKey() + " A");
+      assertArrayEquals(e.getValue().b(), zero.values().get(e.getKey()).b(), e.getKey() + " B");
+    }
+    for (ModuleReport row : zero.modules()) {
+      if (row.transferred()) {
+        assertTrue(Double.isNaN(row.similarity()), "the source SVD is skipped: " + row);
       }
     }
   }
