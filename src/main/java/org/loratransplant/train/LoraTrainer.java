@@ -82,6 +82,26 @@ public final class LoraTrainer {
    */
   public Result train(LanguageModel lm, LoraAdapter adapter, List<TrainingExample> data,
       Path checkpointDir) {
+    return train(lm, adapter, data, checkpointDir, null);
+  }
+
+  /**
+   * Told after every optimizer step (benchmarks print throughput and memory over a long run;
+   * tests check that nothing accumulates from step to step).
+   */
+  @FunctionalInterface
+  public interface StepListener {
+    /**
+     * @param done optimizer steps completed so far (counting resumed ones)
+     * @param tokens tokens trained on since this run started
+     * @param seconds since this run started
+     */
+    void afterStep(int done, int totalSteps, long tokens, double seconds);
+  }
+
+  /** As above, calling {@code listener} (may be null) after every optimizer step. */
+  public Result train(LanguageModel lm, LoraAdapter adapter, List<TrainingExample> data,
+      Path checkpointDir, StepListener listener) {
     if (data.isEmpty()) {
       throw new IllegalArgumentException("no training examples");
     }
@@ -130,6 +150,9 @@ public final class LoraTrainer {
         if (checkpointDir != null && config.checkpointEvery() > 0
             && done % config.checkpointEvery() == 0 && done < totalSteps) {
           saveCheckpoint(checkpointDir, done, fingerprint, adapter, opt);
+        }
+        if (listener != null) {
+          listener.afterStep(done, totalSteps, tokens, (System.nanoTime() - t0) / 1e9);
         }
       }
       params.forEach(p -> p.setRequiresGradient(false));
@@ -198,7 +221,7 @@ public final class LoraTrainer {
     for (NDArray p : params) {
       NDArray g = p.getGradient();
       grads.add(g);
-      try (NDArray s = g.square().sum()) {
+      try (NDArray square = g.square(); NDArray s = square.sum()) {
         sq += s.getFloat();
       }
     }
