@@ -71,6 +71,8 @@ public final class IntraOpThreads {
       if (load >= 0 && ticks >= 0 && cpuTicksAt >= 0) {
         double ours = (ticks - cpuTicksAt) / CLOCK_TICKS / ((now - sampledAt) / 1e9);
         free = coresLeft(cores, load, ours);
+      } else if (load >= 0) {
+        free = coresLeft(cores, load, 0); // first sample: all the load may be others'
       }
       sampledAt = now;
       cpuTicksAt = ticks;
