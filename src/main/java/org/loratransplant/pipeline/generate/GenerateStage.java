@@ -54,8 +54,6 @@ public final class GenerateStage {
 
   /** Executor side: one partition of sample ids, generated in batches. */
   static final class Writer implements MapPartitionsFunction<Long, Row> {
-    /** Batches of samples per generate call (progress is reported per call). */
-    private static final int CHUNK_BATCHES = 4;
     private final PoolSettings s;
     private final String queryPrompt;
     private final LongAccumulator done;
@@ -87,11 +85,8 @@ public final class GenerateStage {
       int[] qstops = s.expertQueries() ? stops : lineStops(qm);
       PromptTemplate answer = new PromptTemplate("answer", s.answerTemplate());
       List<Row> out = new ArrayList<>();
-      // Chunks of several batches: generation batches continuously, so within a chunk a row
-      // whose response ended takes the next sample instead of waiting for the batch's longest.
-      int chunk = CHUNK_BATCHES * s.generateBatch();
-      for (int from = 0; from < ids.size(); from += chunk) {
-        List<Long> batch = ids.subList(from, Math.min(ids.size(), from + chunk));
+      for (int from = 0; from < ids.size(); from += s.generateBatch()) {
+        List<Long> batch = ids.subList(from, Math.min(ids.size(), from + s.generateBatch()));
         int[] qp = qtok.encode(queryPrompt, true);
         List<int[]> prompts = new ArrayList<>();
         long[] seeds = new long[batch.size()];
