@@ -10,8 +10,7 @@
 # Environment: PEER_PYTHON (default /work/venv-peer/bin/python: a venv with torch, transformers
 # and peft, see bench/peer.py), THREADS (intra-op threads for both; default: the cores, which is
 # what ours uses outside Spark), TRAIN_STEPS (default 4; the rate is over steps 2..N),
-# REPEATS (timed repeats per figure inside one round, default 1; each round also warms up);
-# the sizes EXPERT_BATCH (32), SEQ_LEN (128), GEN_BATCH (32), NEW_TOKENS (128), TRAIN_BATCH (16).
+# REPEATS (timed repeats per figure inside one round, default 1; each round also warms up).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 model=${1:?usage: bench/compare-peer.sh MODEL_DIR [ROUNDS]}
@@ -20,8 +19,6 @@ peer_python=${PEER_PYTHON:-/work/venv-peer/bin/python}
 threads=${THREADS:-$(nproc)}
 steps=${TRAIN_STEPS:-4}
 repeats=${REPEATS:-1}
-eb=${EXPERT_BATCH:-32}; len=${SEQ_LEN:-128}; gb=${GEN_BATCH:-32}; nt=${NEW_TOKENS:-128}
-tb=${TRAIN_BATCH:-16}
 [ -d "$model" ] || { echo "compare-peer: $model is not a directory" >&2; exit 2; }
 [ -x "$peer_python" ] || { echo "compare-peer: $peer_python not found (set PEER_PYTHON)" >&2; exit 2; }
 out=$(mktemp -d)
@@ -29,19 +26,16 @@ trap 'rm -rf "$out"' EXIT
 
 ours() {
   LT_JAVA_OPTS="-Dai.djl.pytorch.num_threads=$threads" "$root/jobs/lt" bench-runtime \
-    --model "$model" --json --lanes 1 --score-batches "" --generate-batches "$gb" \
-    --expert-batches "$eb" --seq-len "$len" --new-tokens "$nt" --train-batches "$tb" \
-    --train-steps "$steps" --repeats "$repeats" 2>/dev/null \
+    --model "$model" --json --lanes 1 --score-batches "" --generate-batches 32 \
+    --expert-batches 32 --train-batches 16 --train-steps "$steps" --repeats "$repeats" 2>/dev/null \
     | grep '^{' | sed 's/^{/{"side":"ours",/' >> "$out/rows"
 }
 peer() {
   "$peer_python" "$root/bench/peer.py" "$model" --threads "$threads" --repeats "$repeats" \
-    --expert-batch "$eb" --seq-len "$len" --generate-batch "$gb" --new-tokens "$nt" \
-    --train-batch "$tb" --train-steps "$steps" 2>/dev/null | grep '^{' | sed 's/^{/{"side":"peer",/' >> "$out/rows"
+    --train-steps "$steps" 2>/dev/null | grep '^{' | sed 's/^{/{"side":"peer",/' >> "$out/rows"
 }
 
-echo "model $model, $rounds rounds, $threads threads; scoring $eb x $len, generation $gb x $nt," \
-  "training $tb x $len, $steps steps; $(uptime)"
+echo "model $model, $rounds rounds, $threads threads, train steps $steps; $(uptime)"
 for r in $(seq 1 "$rounds"); do
   if [ $((r % 2)) -eq 1 ]; then ours; peer; else peer; ours; fi
   echo "round $r done; $(uptime)"

@@ -61,44 +61,6 @@ public final class RuntimeBenchmark {
   }
 
   /**
-   * Sampled generation where responses differ in length, as in the generate stage: {@code 4 x
-   * batch} BOS prompts through {@code batch} rows, up to {@code newTokens} each, stopping at any
-   * token id divisible by {@code newTokens / 3} (about a third of the maximum on average under a
-   * flat distribution). Tokens counted are those generated. {@code continuous} picks continuous
-   * or static batching.
-   */
-  public Figure variableGeneration(int batch, int newTokens, boolean continuous) {
-    int requests = 4 * batch;
-    List<int[]> prompts = Collections.nCopies(requests, new int[] {lm.config().bosTokenId()});
-    long[] seeds = new long[requests];
-    for (int i = 0; i < requests; i++) {
-      seeds[i] = 1000 + i;
-    }
-    int every = Math.max(2, newTokens / 3);
-    List<Integer> stops = new ArrayList<>();
-    for (int id = every; id < lm.config().vocabSize(); id += every) {
-      stops.add(id);
-    }
-    GenerationParams p = new GenerationParams(newTokens, 1.0, 0.9,
-        stops.stream().mapToInt(Integer::intValue).toArray());
-    long[] tokens = {0};
-    lm.setContinuousBatching(continuous);
-    try {
-      double secs = median(() -> {
-        tokens[0] = 0;
-        for (LanguageModel.Generation g : lm.generate(prompts, seeds, p, null, batch)) {
-          tokens[0] += g.tokens().length;
-        }
-        return tokens[0];
-      });
-      return new Figure(continuous ? "generate-variable-continuous" : "generate-variable-static",
-          batch, newTokens, tokens[0] / secs);
-    } finally {
-      lm.setContinuousBatching(true);
-    }
-  }
-
-  /**
    * Scoring as the score stage runs it: every pair through the expert (the base with a LoRA,
    * r 8 on q/v with random non-zero A and B) and through the amateur (the base alone). Tokens
    * counted on both passes: 2 x batch x seqLen per call.

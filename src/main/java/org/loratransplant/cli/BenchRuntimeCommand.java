@@ -24,9 +24,6 @@ public final class BenchRuntimeCommand implements Command {
         .value("model", "DIR", "model directory", null)
         .value("score-batches", "B,..", "scoring batch sizes", "1,8,32")
         .value("generate-batches", "B,..", "generation batch sizes", "1,8,32,128")
-        .value("variable-batches", "B,..", "batch sizes of sampled generation with responses "
-            + "of different lengths (4 x B requests), continuous against static batching "
-            + "(empty: skip)", "")
         .value("expert-batches", "B,..", "batch sizes of scoring as the score stage runs it: "
             + "expert (base + LoRA) and amateur (base) over the same pairs (empty: skip)", "32")
         .value("train-batches", "B,..", "training batch sizes (empty: skip)", "16")
@@ -64,10 +61,6 @@ public final class BenchRuntimeCommand implements Command {
         }
       }
       m.model().setLanes(1);
-      for (int batch : o.integers("variable-batches")) {
-        figures.add(report(b.variableGeneration(batch, n, false), 1, o.has("json")));
-        figures.add(report(b.variableGeneration(batch, n, true), 1, o.has("json")));
-      }
       for (int batch : o.integers("expert-batches")) {
         figures.add(report(b.expertScoring(batch, t), 1, o.has("json")));
       }
