@@ -182,56 +182,6 @@ public final class FusedDecoder implements AutoCloseable {
     }
   }
 
-  /**
-   * An empty cache of {@code rows} rows for continuous batching ({@link #prefillRow},
-   * {@link #stepRows}): each row holds one request from column 0, at most {@code capacity}.
-   */
-  public KvCache newCache(int rows, int capacity) {
-    try (IValue b = IValue.from((long) rows);
-        IValue cap = IValue.from((long) capacity)) {
-      return new KvCache(script.run("new_cache", weights, b, cap), capacity);
-    }
-  }
-
-  /**
-   * Runs one prompt {@code (1, T)} (positions 0..T-1, mask {@code (1, 1, T, 1, T)}) into row
-   * {@code row} of {@code cache}, overwriting its columns 0..T-1; returns its last position's
-   * {@code (1, V)} output as {@link #prefill} does.
-   */
-  public NDArray prefillRow(KvCache cache, NDArray ids, NDArray positions, NDArray mask, int row,
-      double temperature, NDManager scope) {
-    long t = ids.getShape().get(1);
-    if (t > cache.capacity()) {
-      throw new IllegalStateException("the cache holds " + cache.capacity() + " slots; asked "
-          + "for " + t);
-    }
-    try (Inputs in = new Inputs(ids, positions, mask);
-        IValue r = IValue.from((long) row);
-        IValue temp = IValue.from(temperature)) {
-      return tensor(script.run("prefill_row", weights, cache.handle(), in.get(0), in.get(1),
-          in.get(2), r, temp), scope);
-    }
-  }
-
-  /**
-   * One new position per row {@code (B, 1)}, row r's key and value written at its own column
-   * {@code slots[r]}; attention reads columns 0..span-1 under {@code mask}
-   * {@code (B, 1, 1, 1, span)}. Returns the {@code (B, V)} output.
-   */
-  public NDArray stepRows(KvCache cache, NDArray ids, NDArray positions, NDArray mask,
-      NDArray slots, int span, double temperature, NDManager scope) {
-    if (span > cache.capacity()) {
-      throw new IllegalStateException("the cache holds " + cache.capacity() + " slots; asked "
-          + "for " + span);
-    }
-    try (Inputs in = new Inputs(ids, positions, mask, slots);
-        IValue s = IValue.from((long) span);
-        IValue temp = IValue.from(temperature)) {
-      return tensor(script.run("step_rows", weights, cache.handle(), in.get(0), in.get(1),
-          in.get(2), in.get(3), s, temp), scope);
-    }
-  }
-
   /** What {@link #prefill} returns. */
   public record Prefill(NDArray output, KvCache cache) {}
 

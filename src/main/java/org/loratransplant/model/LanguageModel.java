@@ -24,7 +24,6 @@ public final class LanguageModel implements AutoCloseable {
   private final TextTokenizer tokenizer; // null when the directory has none
 
   private volatile int lanes = 1;
-  private volatile boolean continuous = true;
   private final FoldedDecoders decoders;
 
   private LanguageModel(LlamaModel model, TextTokenizer tokenizer) {
@@ -75,15 +74,6 @@ public final class LanguageModel implements AutoCloseable {
       throw new IllegalArgumentException("lanes must be at least 1, got " + lanes);
     }
     this.lanes = lanes;
-  }
-
-  /**
-   * Whether {@link #generate} batches continuously (the default): a finished row leaves the
-   * batch at once and the next prompt takes its place in the cache, instead of every batch
-   * running until its longest row is done. Results do not depend on it.
-   */
-  public void setContinuousBatching(boolean continuous) {
-    this.continuous = continuous;
   }
 
   /** The model's eos ids (generation_config.json). */
@@ -202,18 +192,6 @@ public final class LanguageModel implements AutoCloseable {
           + " seeds");
     }
     List<Generation> out = new ArrayList<>(prompts.size());
-    if (continuous) {
-      try (FoldedDecoders.Lease decoder = decoders.acquire(adapter)) {
-        int lanes = this.lanes;
-        int rows = Math.max(1, batchSize / Math.max(1, Math.min(lanes, prompts.size())));
-        for (List<Generation> part : Lanes.run(prompts.size(), lanes, (from, to) ->
-            generateContinuous(decoder.decoder(), prompts.subList(from, to),
-                Arrays.copyOfRange(seeds, from, to), params, rows, lanes))) {
-          out.addAll(part);
-        }
-      }
-      return out;
-    }
     try (FoldedDecoders.Lease decoder = decoders.acquire(adapter)) {
       for (int start = 0; start < prompts.size(); start += batchSize) {
         int first = start;
@@ -339,160 +317,6 @@ public final class LanguageModel implements AutoCloseable {
       out.add(new Generation(toks, finish[r] == null ? "length" : finish[r]));
     }
     return out;
-  }
-
-  /**
-   * Continuous batching: {@code rows} cache rows, each holding one request from column 0 (its
-   * positions are its columns, so no padding); a request's prompt is prefilled alone into a free
-   * row, then every step feeds each active row its last token at its own column. A row whose
-   * request finishes takes the next prompt at once. Each request runs exactly the computation of
-   * a batch of one, with masked keys beside it, so the results are those of one-at-a-time
-   * generation.
-   */
-  private List<Generation> generateContinuous(FusedDecoder decoder, List<int[]> prompts,
-      long[] seeds, GenerationParams params, int rows, int lanes) {
-    int n = prompts.size();
-    int vocab = config().vocabSize();
-    int window = config().slidingWindow();
-    int maxPositions = config().maxPositions();
-    int longest = 0;
-    for (int i = 0; i < n; i++) {
-      int[] prompt = prompts.get(i);
-      if (prompt.length == 0) {
-        throw new IllegalArgumentException("prompt " + i + " is empty (start it with BOS)");
-      }
-      checkIds(prompt, "prompt " + i);
-      if (prompt.length > maxPositions) {
-        throw new IllegalArgumentException("a prompt has " + prompt.length + " tokens, more "
-            + "than the model's " + maxPositions + " positions");
-      }
-      longest = Math.max(longest, prompt.length);
-    }
-    rows = Math.max(1, Math.min(rows, n));
-    int capacity = (int) Math.min(maxPositions, (long) longest + params.maxNewTokens());
-    int[][] generated = new int[n][];
-    int[] counts = new int[n];
-    String[] finish = new String[n];
-    int[] request = new int[rows]; // the request in each row, -1 when free
-    int[] length = new int[rows]; // tokens in the row's cache
-    int[] next = new int[rows]; // the token each active row feeds next
-    Sampler[] samplers = new Sampler[rows];
-    Arrays.fill(request, -1);
-    double temperature = params.temperature() > 0 ? params.temperature() : 0;
-    float[] logits = new float[rows * vocab];
-    float[] one = new float[vocab];
-    int pending = 0;
-    int active = 0;
-    try (NDManager scope = model.manager().newSubManager();
-        KvCache cache = decoder.newCache(rows, capacity)) {
-      while (true) {
-        // Free rows take the next prompts; a prompt whose first token already ends it frees
-        // its row again at once.
-        for (int r = 0; r < rows && pending < n; r++) {
-          while (request[r] < 0 && pending < n) {
-            int q = pending++;
-            int[] prompt = prompts.get(q);
-            int t = prompt.length;
-            generated[q] = new int[Math.max(0, params.maxNewTokens())];
-            samplers[r] = new Sampler(params, seeds[q], vocab);
-            if (params.maxNewTokens() <= 0) {
-              finish[q] = "length";
-              continue;
-            }
-            IntraOpThreads.forPositions(t, lanes);
-            try (NDManager stepScope = scope.newSubManager()) {
-              long[] ids = new long[t];
-              long[] pos = new long[t];
-              for (int i = 0; i < t; i++) {
-                ids[i] = prompt[i];
-                pos[i] = i;
-              }
-              copyInto(decoder.prefillRow(cache, stepScope.create(ids, new Shape(1, t)),
-                  stepScope.create(pos, new Shape(1, t)),
-                  stepScope.create(AttentionMasks.causal(t, 0, window),
-                      FusedDecoder.maskShape(1, t, t)), r, temperature, stepScope), one);
-            }
-            request[r] = q;
-            length[r] = t;
-            active++;
-            if (!accept(samplers[r].next(one, 0), q, r, params, generated, counts, finish,
-                next, length)) {
-              request[r] = -1;
-              active--;
-            }
-          }
-        }
-        if (active == 0) {
-          break;
-        }
-        int span = 0;
-        long[] ids = new long[rows];
-        long[] pos = new long[rows];
-        for (int r = 0; r < rows; r++) {
-          if (request[r] >= 0) {
-            ids[r] = next[r];
-            pos[r] = length[r];
-            span = Math.max(span, length[r] + 1);
-          }
-        }
-        float[] mask = new float[rows * span];
-        for (int r = 0; r < rows; r++) {
-          for (int j = 0; j < span; j++) {
-            boolean ok = request[r] >= 0 && j <= length[r]
-                && (window <= 0 || length[r] - j < window);
-            mask[r * span + j] = ok ? 0f : AttentionMasks.BLOCKED;
-          }
-        }
-        IntraOpThreads.forPositions(rows, lanes);
-        try (NDManager stepScope = scope.newSubManager()) {
-          copyInto(decoder.stepRows(cache, stepScope.create(ids, new Shape(rows, 1)),
-              stepScope.create(pos, new Shape(rows, 1)),
-              stepScope.create(mask, FusedDecoder.maskShape(rows, 1, span)),
-              stepScope.create(pos, new Shape(rows)), span, temperature, stepScope), logits);
-        }
-        for (int r = 0; r < rows; r++) {
-          if (request[r] < 0) {
-            continue;
-          }
-          length[r]++;
-          if (!accept(samplers[r].next(logits, r * vocab), request[r], r, params, generated,
-              counts, finish, next, length)) {
-            request[r] = -1;
-            active--;
-          }
-        }
-      }
-    }
-    List<Generation> out = new ArrayList<>(n);
-    for (int q = 0; q < n; q++) {
-      out.add(new Generation(Arrays.copyOf(generated[q], counts[q]),
-          finish[q] == null ? "length" : finish[q]));
-    }
-    return out;
-  }
-
-  /**
-   * Takes the token just chosen for request {@code q} in row {@code r}, whose cache holds
-   * {@code length[r]} tokens (the new token's position); false when the request is finished
-   * (eos, length, or no position left to feed it at), as static generation decides.
-   */
-  private boolean accept(int tok, int q, int r, GenerationParams params, int[][] generated,
-      int[] counts, String[] finish, int[] next, int[] length) {
-    if (params.isEos(tok)) {
-      finish[q] = "eos";
-      return false;
-    }
-    generated[q][counts[q]++] = tok;
-    next[r] = tok;
-    if (counts[q] >= params.maxNewTokens()) {
-      finish[q] = "length";
-      return false;
-    }
-    if (length[r] >= config().maxPositions()) {
-      finish[q] = "context";
-      return false;
-    }
-    return true;
   }
 
   private void checkIds(int[] ids, String what) {

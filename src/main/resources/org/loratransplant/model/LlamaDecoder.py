@@ -32,7 +32,7 @@ class LlamaDecoder(Module):
     t = ids.size(1)
     cache = annotate(List[Tensor], [])
     # The tables' first T rows, broadcast over the batch.
-    x = self.residual(w, ids, w[2].narrow(0, 0, t).unsqueeze(0), w[3].narrow(0, 0, t).unsqueeze(0), mask, cache, 0, None, 0)
+    x = self.residual(w, ids, w[2].narrow(0, 0, t).unsqueeze(0), w[3].narrow(0, 0, t).unsqueeze(0), mask, cache, 0)
     logits = self.proj(self.norm(w, x.index_select(0, rows)), w[1])
     return torch.gather(torch.log_softmax(logits, -1), 1, targets.view([-1, 1])).view([-1])
   def prefill(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, positions: Tensor, mask: Tensor, capacity: int, temperature: float) -> Tuple[Tensor, List[Tensor]]:
@@ -42,33 +42,12 @@ class LlamaDecoder(Module):
     for i in range(self.layers):
       cache.append(torch.zeros([b, self.kv_heads, self.head_dim, capacity], dtype=w[0].dtype, device=w[0].device))
       cache.append(torch.zeros([b, self.kv_heads, capacity, self.head_dim], dtype=w[0].dtype, device=w[0].device))
-    x = self.residual(w, ids, self.table(w[2], positions), self.table(w[3], positions), mask, cache, 0, None, 0)
+    x = self.residual(w, ids, self.table(w[2], positions), self.table(w[3], positions), mask, cache, 0)
     return (self.last(w, x, b, temperature), cache)
   def step(self: __torch__.LlamaDecoder, w: List[Tensor], cache: List[Tensor], ids: Tensor, positions: Tensor, mask: Tensor, slot: int, temperature: float) -> Tensor:
     # New positions at `slot`, extending the cache in place: the last position's output.
     b = ids.size(0)
-    x = self.residual(w, ids, self.table(w[2], positions), self.table(w[3], positions), mask, cache, slot, None, 0)
-    return self.last(w, x, b, temperature)
-  def new_cache(self: __torch__.LlamaDecoder, w: List[Tensor], b: int, capacity: int) -> List[Tensor]:
-    # An empty cache of b rows for continuous batching: each row holds one request from column 0.
-    cache = annotate(List[Tensor], [])
-    for i in range(self.layers):
-      cache.append(torch.zeros([b, self.kv_heads, self.head_dim, capacity], dtype=w[0].dtype, device=w[0].device))
-      cache.append(torch.zeros([b, self.kv_heads, capacity, self.head_dim], dtype=w[0].dtype, device=w[0].device))
-    return cache
-  def prefill_row(self: __torch__.LlamaDecoder, w: List[Tensor], cache: List[Tensor], ids: Tensor, positions: Tensor, mask: Tensor, row: int, temperature: float) -> Tensor:
-    # One prompt (1, T) into row `row` of the cache, columns 0..T-1 (views of that row are
-    # written in place): its last position's output, (1, V).
-    rows = annotate(List[Tensor], [])
-    for c in cache:
-      rows.append(c.narrow(0, row, 1))
-    x = self.residual(w, ids, self.table(w[2], positions), self.table(w[3], positions), mask, rows, 0, None, 0)
-    return self.last(w, x, 1, temperature)
-  def step_rows(self: __torch__.LlamaDecoder, w: List[Tensor], cache: List[Tensor], ids: Tensor, positions: Tensor, mask: Tensor, slots: Tensor, span: int, temperature: float) -> Tensor:
-    # One new position per row, row r written at its own column slots[r] (B,); attention reads
-    # columns 0..span-1 under mask (B, 1, 1, 1, span). Returns (B, V) as `last` does.
-    b = ids.size(0)
-    x = self.residual(w, ids, self.table(w[2], positions), self.table(w[3], positions), mask, cache, 0, slots, span)
+    x = self.residual(w, ids, self.table(w[2], positions), self.table(w[3], positions), mask, cache, slot)
     return self.last(w, x, b, temperature)
   def last(self: __torch__.LlamaDecoder, w: List[Tensor], x: Tensor, b: int, temperature: float) -> Tensor:
     # (B, V) logits of each row's last position, or their softmax at `temperature` when it is > 0.
@@ -100,10 +79,8 @@ class LlamaDecoder(Module):
   def table(self: __torch__.LlamaDecoder, table: Tensor, positions: Tensor) -> Tensor:
     # Rows of a (P, width) RoPE table at (B, T) positions: (B, T, width).
     return torch.embedding(table, positions)
-  def residual(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, cache: List[Tensor], slot: int, slots: Optional[Tensor], span: int) -> Tensor:
-    # The residual stream (B*T, E) after the last layer; cos and sin (B or 1, T, Nq + Nk). With
-    # `slots` (B,), T is 1 and row r's key and value go to its own column slots[r]; attention
-    # then reads columns 0..span-1.
+  def residual(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, cache: List[Tensor], slot: int) -> Tensor:
+    # The residual stream (B*T, E) after the last layer; cos and sin (B or 1, T, Nq + Nk).
     b = ids.size(0)
     t = ids.size(1)
     hd = self.heads * self.head_dim
@@ -122,18 +99,10 @@ class LlamaDecoder(Module):
       if len(cache) > 0:
         kc = cache[2 * i]
         vc = cache[2 * i + 1]
-        at = slots
-        if at is None:
-          kc.narrow(3, slot, t).copy_(k)
-          vc.narrow(2, slot, t).copy_(v)
-          k = kc.narrow(3, 0, slot + t)
-          v = vc.narrow(2, 0, slot + t)
-        else:
-          col = at.view([b, 1, 1, 1])
-          kc.scatter_(3, col.expand([b, self.kv_heads, self.head_dim, 1]), k)
-          vc.scatter_(2, col.expand([b, self.kv_heads, 1, self.head_dim]), v)
-          k = kc.narrow(3, 0, span)
-          v = vc.narrow(2, 0, span)
+        kc.narrow(3, slot, t).copy_(k)
+        vc.narrow(2, slot, t).copy_(v)
+        k = kc.narrow(3, 0, slot + t)
+        v = vc.narrow(2, 0, slot + t)
       x = self.proj_add(self.attend(qk[0], k, v, mask, b, t, slot), w[base + 2], x)
       if self.o_bias:
         x = x + w[base + 3]

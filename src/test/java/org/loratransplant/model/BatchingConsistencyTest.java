@@ -119,42 +119,6 @@ class BatchingConsistencyTest {
   }
 
   @Test
-  void continuousBatchingEqualsOneAtATimeGeneration() {
-    // Seven prompts of different lengths through 3 rows, stopping at the end of a sentence, so
-    // rows finish at different steps and later prompts join a batch mid-way; each request's
-    // tokens and finish reason must be those of static generation one request at a time.
-    try (LanguageModel lm = LanguageModel.load(SharedData.model("stories260K"),
-        ai.djl.Device.cpu())) {
-      String[] starts = {"Once", "The little dog wanted to", "One day, Lily and her brother went",
-          "Tom", "The sun was warm and the sky", "Max found a", "She said"};
-      List<int[]> prompts = new ArrayList<>();
-      long[] seeds = new long[starts.length];
-      for (int i = 0; i < starts.length; i++) {
-        prompts.add(lm.tokenizer().encode(starts[i], true));
-        seeds[i] = 11 + i;
-      }
-      int[] stops = java.util.stream.IntStream.concat(Arrays.stream(lm.eosIds()),
-          Arrays.stream(lm.tokenizer().encode(".", false))).toArray();
-      for (GenerationParams p : List.of(new GenerationParams(48, 0, 1, stops),
-          new GenerationParams(48, 1.0, 0.9, stops))) {
-        lm.setContinuousBatching(true);
-        List<LanguageModel.Generation> continuous = lm.generate(prompts, seeds, p, null, 3);
-        lm.setContinuousBatching(false);
-        java.util.Set<Integer> lengths = new java.util.HashSet<>();
-        for (int i = 0; i < prompts.size(); i++) {
-          LanguageModel.Generation alone = lm.generate(List.of(prompts.get(i)),
-              new long[] {seeds[i]}, p, null, 1).get(0);
-          assertArrayEquals(alone.tokens(), continuous.get(i).tokens(),
-              "temperature " + p.temperature() + ", prompt " + i);
-          assertEquals(alone.finishReason(), continuous.get(i).finishReason());
-          lengths.add(alone.tokens().length);
-        }
-        assertTrue(lengths.size() > 2, "rows finish at different steps: " + lengths);
-      }
-    }
-  }
-
-  @Test
   void sampledRequestDependsOnlyOnItsSeed() {
     LanguageModel lm = stories();
     GenerationParams p = new GenerationParams(40, 1.0, 0.9, lm.eosIds());
