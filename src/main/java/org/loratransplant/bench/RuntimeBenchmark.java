@@ -60,30 +60,97 @@ public final class RuntimeBenchmark {
     return new Figure("generate", batch, newTokens, batch * (double) newTokens / secs);
   }
 
-  /** LoRA (r 8 on q/v) training tokens per second at the given batch and sequence length. */
-  public Figure training(int batch, int seqLen) {
-    SplittableRandom rng = new SplittableRandom(2);
+  /**
+   * Scoring as the score stage runs it: every pair through the expert (the base with a LoRA,
+   * r 8 on q/v with random non-zero A and B) and through the amateur (the base alone). Tokens
+   * counted on both passes: 2 x batch x seqLen per call.
+   */
+  public Figure expertScoring(int batch, int seqLen) {
+    List<int[]> prompts = new ArrayList<>();
+    List<int[]> responses = new ArrayList<>();
+    randomSequences(batch, seqLen, 1, prompts, responses);
+    try (LoraAdapter expert = randomLora(lm, 3)) {
+      double secs = median(() -> {
+        lm.logprobs(prompts, responses, expert, batch);
+        return lm.logprobs(prompts, responses, null, batch);
+      });
+      return new Figure("score-expert+amateur", batch, seqLen, 2 * batch * (double) seqLen / secs);
+    }
+  }
+
+  /**
+   * A LoRA of {@link LoraConfig#defaults} (r 8, alpha 8, q/v) with A and B both drawn from
+   * U(-0.05, 0.05), so folding it changes every adapted weight.
+   */
+  public static LoraAdapter randomLora(LanguageModel lm, long seed) {
+    LoraAdapter a = LoraAdapter.create(LoraConfig.defaults("bench"), lm.config(),
+        lm.model().manager(), seed);
+    SplittableRandom rng = new SplittableRandom(seed);
+    for (LoraAdapter.Pair p : a.pairs().values()) {
+      float[] b = new float[(int) p.bT().getShape().size()];
+      for (int i = 0; i < b.length; i++) {
+        b[i] = (float) (rng.nextDouble() * 0.1 - 0.05);
+      }
+      p.bT().set(b);
+    }
+    return a;
+  }
+
+  /**
+   * One LoRA training run (r 8 on q/v, AdamW, dropout 0.05, batch x seqLen random tokens per
+   * step) of {@code steps} optimizer steps. Every {@code reportEvery} steps {@code report} gets
+   * a line with the tokens/s of the steps since the last line and the resident memory now, so a
+   * long run shows whether speed and memory stay flat. The figure is the rate over steps 2..N
+   * (the first one warms the allocator and autograd up).
+   */
+  public Figure training(int batch, int seqLen, int steps, int reportEvery,
+      java.util.function.Consumer<String> report) {
+    List<int[]> prompts = new ArrayList<>();
+    List<int[]> responses = new ArrayList<>();
+    randomSequences(batch * steps, seqLen, 2, prompts, responses);
     List<TrainingExample> data = new ArrayList<>();
+    for (int i = 0; i < prompts.size(); i++) {
+      data.add(TrainingExample.full(prompts.get(i), responses.get(i)));
+    }
+    TrainerConfig tc = new TrainerConfig(1e-4, 1, batch, 0.01, 0, 1, 1, 1, 0,
+        TrainerConfig.LossNormaliser.WEIGHT_SUM, 0, 0);
+    double[] mark = new double[3]; // seconds and tokens at the last line, seconds after step 1
+    long[] firstTokens = {0};
+    try (LoraAdapter a = LoraAdapter.create(LoraConfig.defaults("bench"), lm.config(),
+        lm.model().manager(), 1)) {
+      LoraTrainer.Result r = new LoraTrainer(tc).train(lm, a, data, null,
+          (done, total, tokens, secs) -> {
+            if (done == 1) {
+              mark[2] = secs;
+              firstTokens[0] = tokens;
+            }
+            if (reportEvery > 0 && (done % reportEvery == 0 || done == total)) {
+              report.accept(String.format("train step %5d/%d  %8.0f tokens/s  RSS %6.0f MB",
+                  done, total, (tokens - mark[1]) / Math.max(secs - mark[0], 1e-9), rssMb()));
+              mark[0] = secs;
+              mark[1] = tokens;
+            }
+          });
+      double secs = r.seconds() - mark[2];
+      double rate = steps > 1 && secs > 0 ? (r.tokens() - firstTokens[0]) / secs
+          : r.tokensPerSecond();
+      return new Figure("train", batch, seqLen, rate);
+    }
+  }
+
+  /** {@code n} pairs of a BOS prompt and {@code seqLen - 1} random response tokens. */
+  private void randomSequences(int n, int seqLen, long seed, List<int[]> prompts,
+      List<int[]> responses) {
+    SplittableRandom rng = new SplittableRandom(seed);
     int v = lm.config().vocabSize();
-    for (int i = 0; i < batch * 4; i++) {
+    for (int i = 0; i < n; i++) {
       int[] seq = new int[seqLen - 1];
       for (int j = 0; j < seq.length; j++) {
         seq[j] = 3 + rng.nextInt(v - 3);
       }
-      data.add(TrainingExample.full(new int[] {lm.config().bosTokenId()}, seq));
+      prompts.add(new int[] {lm.config().bosTokenId()});
+      responses.add(seq);
     }
-    TrainerConfig tc = new TrainerConfig(1e-4, 1, batch, 0.01, 0, 1, 1, 1, 0,
-        TrainerConfig.LossNormaliser.WEIGHT_SUM, 0, 0);
-    double[] best = {0};
-    median(() -> {
-      try (LoraAdapter a = LoraAdapter.create(LoraConfig.defaults("bench"), lm.config(),
-          lm.model().manager(), 1)) {
-        LoraTrainer.Result r = new LoraTrainer(tc).train(lm, a, data, null);
-        best[0] = Math.max(best[0], r.tokensPerSecond());
-        return r;
-      }
-    });
-    return new Figure("train", batch, seqLen, best[0]);
   }
 
   private double median(java.util.function.Supplier<?> work) {
@@ -266,15 +333,11 @@ public final class RuntimeBenchmark {
 
   /** Peak resident memory of this process (VmHWM) in MB, or -1 where /proc is unavailable. */
   public static double peakRssMb() {
-    try {
-      for (String line : Files.readAllLines(Path.of("/proc/self/status"))) {
-        if (line.startsWith("VmHWM:")) {
-          return Long.parseLong(line.replaceAll("[^0-9]", "")) / 1024.0;
-        }
-      }
-    } catch (IOException | NumberFormatException e) {
-      return -1;
-    }
-    return -1;
+    return statusMb("VmHWM:");
+  }
+
+  /** Resident memory of this process now (VmRSS) in MB, or -1 where /proc is unavailable. */
+  public static double rssMb() {
+    return statusMb("VmRSS:");
   }
 }

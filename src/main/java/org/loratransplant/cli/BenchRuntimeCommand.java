@@ -24,7 +24,13 @@ public final class BenchRuntimeCommand implements Command {
         .value("model", "DIR", "model directory", null)
         .value("score-batches", "B,..", "scoring batch sizes", "1,8,32")
         .value("generate-batches", "B,..", "generation batch sizes", "1,8,32,128")
+        .value("expert-batches", "B,..", "batch sizes of scoring as the score stage runs it: "
+            + "expert (base + LoRA) and amateur (base) over the same pairs (empty: skip)", "32")
         .value("train-batches", "B,..", "training batch sizes (empty: skip)", "16")
+        .value("train-steps", "N", "optimizer steps per training run (tokens/s over steps "
+            + "2..N)", "4")
+        .value("report-every", "K", "print training tokens/s and resident memory every K "
+            + "steps (0: never)", "100")
         .value("seq-len", "T", "scoring/training sequence length", "128")
         .value("new-tokens", "N", "tokens generated per request", "128")
         .value("lanes", "L,..", "threads per batch to measure scoring and generation with "
@@ -65,17 +71,27 @@ public final class BenchRuntimeCommand implements Command {
         }
       }
       m.model().setLanes(1);
-      if (!o.get("train-batches").isBlank()) {
-        for (int batch : o.integers("train-batches")) {
-          figures.add(report(b.training(batch, t), 1, o.has("json")));
-        }
+      for (int batch : o.integers("expert-batches")) {
+        figures.add(report(b.expertScoring(batch, t), 1, o.has("json")));
+      }
+      int steps = o.integer("train-steps");
+      if (steps < 1) {
+        throw new UsageException("--train-steps must be at least 1, got " + steps);
+      }
+      for (int batch : o.integers("train-batches")) {
+        figures.add(report(b.training(batch, t, steps, o.integer("report-every"), line -> {
+          System.out.println(o.has("json") ? "{\"progress\":\"" + line + "\"}" : line);
+          System.out.flush();
+        }), 1, o.has("json")));
       }
     }
     double rss = RuntimeBenchmark.peakRssMb();
     if (o.has("json")) {
-      System.out.printf("{\"workload\":\"peak_rss\",\"mb\":%.1f}%n", rss);
+      System.out.printf("{\"workload\":\"peak_rss\",\"mb\":%.1f,\"threads\":%d}%n", rss,
+          org.loratransplant.model.IntraOpThreads.cores());
     } else {
-      System.out.printf("peak RSS: %.0f MB%n", rss);
+      System.out.printf("peak RSS: %.0f MB (intra-op threads up to %d)%n", rss,
+          org.loratransplant.model.IntraOpThreads.cores());
     }
     return 0;
   }

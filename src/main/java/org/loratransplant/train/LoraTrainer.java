@@ -105,7 +105,28 @@ public final class LoraTrainer {
    */
   public Result train(LanguageModel lm, LoraAdapter adapter, List<TrainingExample> data,
       Path checkpointDir) {
-    return exclusive(() -> fit(lm, adapter, adapter.parameters(), data, checkpointDir, adapter));
+    return train(lm, adapter, data, checkpointDir, null);
+  }
+
+  /**
+   * Told after every optimizer step with the throughput so far (benchmarks print throughput and
+   * memory over a long run; tests check that nothing accumulates from step to step).
+   */
+  @FunctionalInterface
+  public interface ProgressListener {
+    /**
+     * @param done optimizer steps completed so far (counting resumed ones)
+     * @param tokens tokens trained on since this run started
+     * @param seconds since this run started
+     */
+    void afterStep(int done, int totalSteps, long tokens, double seconds);
+  }
+
+  /** As above, telling {@code progress} (may be null) after every optimizer step. */
+  public Result train(LanguageModel lm, LoraAdapter adapter, List<TrainingExample> data,
+      Path checkpointDir, ProgressListener progress) {
+    return exclusive(() -> fit(lm, adapter, adapter.parameters(), data, checkpointDir, adapter,
+        progress));
   }
 
   /**
@@ -114,7 +135,7 @@ public final class LoraTrainer {
    */
   public Result train(LanguageModel lm, Adapter adapter, List<NDArray> params,
       List<TrainingExample> data) {
-    return exclusive(() -> fit(lm, adapter, params, data, null, null));
+    return exclusive(() -> fit(lm, adapter, params, data, null, null, null));
   }
 
   /** Runs one training, alone in this JVM and with this thread's grad mode off. */
@@ -149,9 +170,13 @@ public final class LoraTrainer {
   private static final java.util.concurrent.locks.ReentrantLock ONE_AT_A_TIME =
       new java.util.concurrent.locks.ReentrantLock(true);
 
-  /** The loop; {@code lora} (checkpointed and resumed) only when {@code checkpointDir} is set. */
+  /**
+   * The loop; {@code lora} (checkpointed and resumed) only when {@code checkpointDir} is set;
+   * {@code progress} (may be null) is told after every optimizer step.
+   */
   private Result fit(LanguageModel lm, Adapter adapter, List<NDArray> params,
-      List<TrainingExample> data, Path checkpointDir, LoraAdapter lora) {
+      List<TrainingExample> data, Path checkpointDir, LoraAdapter lora,
+      ProgressListener progress) {
     if (data.isEmpty()) {
       throw new IllegalArgumentException("no training examples");
     }
@@ -204,6 +229,9 @@ public final class LoraTrainer {
         }
         if (listener != null) {
           listener.afterStep(done, saved);
+        }
+        if (progress != null) {
+          progress.afterStep(done, totalSteps, tokens, (System.nanoTime() - t0) / 1e9);
         }
       }
       params.forEach(p -> p.setRequiresGradient(false));
@@ -272,7 +300,7 @@ public final class LoraTrainer {
     for (NDArray p : params) {
       NDArray g = p.getGradient();
       grads.add(g);
-      try (NDArray s = g.square().sum()) {
+      try (NDArray square = g.square(); NDArray s = square.sum()) {
         sq += s.getFloat();
       }
     }

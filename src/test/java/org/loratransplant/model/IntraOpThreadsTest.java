@@ -18,6 +18,18 @@ class IntraOpThreadsTest {
   }
 
   @Test
+  void busyCoresOfOtherProcessesAreLeftToThem() {
+    // load average = runnable threads of every process; what this process itself ran is not
+    // someone else's load.
+    assertEquals(2, IntraOpThreads.Contention.coresLeft(2, 2.0, 2.0), "only us: both cores");
+    assertEquals(1, IntraOpThreads.Contention.coresLeft(2, 2.1, 1.0), "a busy process beside us");
+    assertEquals(1, IntraOpThreads.Contention.coresLeft(2, 26, 0.3), "never fewer than one");
+    assertEquals(12, IntraOpThreads.Contention.coresLeft(16, 4.2, 0.1));
+    assertEquals(2, IntraOpThreads.Contention.coresLeft(2, 0.1, 1.9), "load lags: never above "
+        + "the cores");
+  }
+
+  @Test
   void insideASparkTaskTheTasksCoresCount() {
     JavaSparkContext sc = JavaSparkContext.fromSparkContext(
         SparkTestSession.get().sparkContext());

@@ -131,7 +131,7 @@ public final class AdaLoraTrainer {
   private boolean clip(List<NDArray> grads) {
     double sq = 0;
     for (NDArray g : grads) {
-      try (NDArray s = g.square().sum()) {
+      try (NDArray square = g.square(); NDArray s = square.sum()) {
         sq += s.getFloat();
       }
     }
