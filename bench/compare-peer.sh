@@ -10,7 +10,8 @@
 # Environment: PEER_PYTHON (default /work/venv-peer/bin/python: a venv with torch, transformers
 # and peft, see bench/peer.py), THREADS (intra-op threads for both; default: the cores, which is
 # what ours uses outside Spark), TRAIN_STEPS (default 4; the rate is over steps 2..N),
-# REPEATS (timed repeats per figure inside one round, default 1; each round also warms up).
+# REPEATS (timed repeats per figure inside one round, default 1; each round also warms up),
+# EXPERT_BATCH (32), GEN_BATCH (32), NEW_TOKENS (128), TRAIN_BATCH (16): the workload sizes.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 model=${1:?usage: bench/compare-peer.sh MODEL_DIR [ROUNDS]}
@@ -19,6 +20,10 @@ peer_python=${PEER_PYTHON:-/work/venv-peer/bin/python}
 threads=${THREADS:-$(nproc)}
 steps=${TRAIN_STEPS:-4}
 repeats=${REPEATS:-1}
+expert_batch=${EXPERT_BATCH:-32}
+gen_batch=${GEN_BATCH:-32}
+new_tokens=${NEW_TOKENS:-128}
+train_batch=${TRAIN_BATCH:-16}
 [ -d "$model" ] || { echo "compare-peer: $model is not a directory" >&2; exit 2; }
 [ -x "$peer_python" ] || { echo "compare-peer: $peer_python not found (set PEER_PYTHON)" >&2; exit 2; }
 out=$(mktemp -d)
@@ -26,13 +31,15 @@ trap 'rm -rf "$out"' EXIT
 
 ours() {
   LT_JAVA_OPTS="-Dai.djl.pytorch.num_threads=$threads" "$root/jobs/lt" bench-runtime \
-    --model "$model" --json --lanes 1 --score-batches "" --generate-batches 32 \
-    --expert-batches 32 --train-batches 16 --train-steps "$steps" --repeats "$repeats" 2>/dev/null \
+    --model "$model" --json --lanes 1 --score-batches "" --generate-batches "$gen_batch" \
+    --new-tokens "$new_tokens" --expert-batches "$expert_batch" --train-batches "$train_batch" \
+    --train-steps "$steps" --repeats "$repeats" 2>/dev/null \
     | grep '^{' | sed 's/^{/{"side":"ours",/' >> "$out/rows"
 }
 peer() {
   "$peer_python" "$root/bench/peer.py" "$model" --threads "$threads" --repeats "$repeats" \
-    --train-steps "$steps" 2>/dev/null | grep '^{' | sed 's/^{/{"side":"peer",/' >> "$out/rows"
+    --expert-batch "$expert_batch" --generate-batch "$gen_batch" --new-tokens "$new_tokens" \
+    --train-batch "$train_batch" --train-steps "$steps" 2>/dev/null | grep '^{' | sed 's/^{/{"side":"peer",/' >> "$out/rows"
 }
 
 echo "model $model, $rounds rounds, $threads threads, train steps $steps; $(uptime)"
