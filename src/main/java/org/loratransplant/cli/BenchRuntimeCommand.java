@@ -59,20 +59,22 @@ public final class BenchRuntimeCommand implements Command {
     List<RuntimeBenchmark.Figure> figures = new ArrayList<>();
     try (ModelCli.Loaded m = ModelCli.load(o)) {
       RuntimeBenchmark b = new RuntimeBenchmark(m.model(), o.integer("repeats"));
+      // --precision applies to inference; training always runs in float32.
+      String inference = m.model().precision().label();
       int t = Math.min(o.integer("seq-len"), m.model().config().maxPositions());
       int n = Math.min(o.integer("new-tokens"), m.model().config().maxPositions() - 1);
       for (int lanes : o.integers("lanes")) {
         m.model().setLanes(lanes);
         for (int batch : o.integers("score-batches")) {
-          figures.add(report(b.scoring(batch, t), lanes, o.has("json")));
+          figures.add(report(b.scoring(batch, t), lanes, o.has("json"), inference));
         }
         for (int batch : o.integers("generate-batches")) {
-          figures.add(report(b.generation(batch, n), lanes, o.has("json")));
+          figures.add(report(b.generation(batch, n), lanes, o.has("json"), inference));
         }
       }
       m.model().setLanes(1);
       for (int batch : o.integers("expert-batches")) {
-        figures.add(report(b.expertScoring(batch, t), 1, o.has("json")));
+        figures.add(report(b.expertScoring(batch, t), 1, o.has("json"), inference));
       }
       int steps = o.integer("train-steps");
       if (steps < 1) {
@@ -82,7 +84,7 @@ public final class BenchRuntimeCommand implements Command {
         figures.add(report(b.training(batch, t, steps, o.integer("report-every"), line -> {
           System.out.println(o.has("json") ? "{\"progress\":\"" + line + "\"}" : line);
           System.out.flush();
-        }), 1, o.has("json")));
+        }), 1, o.has("json"), "fp32"));
       }
     }
     double rss = RuntimeBenchmark.peakRssMb();
@@ -161,14 +163,14 @@ public final class BenchRuntimeCommand implements Command {
   }
 
   private static RuntimeBenchmark.Figure report(RuntimeBenchmark.Figure f, int lanes,
-      boolean json) {
+      boolean json, String precision) {
     if (json) {
       System.out.printf("{\"workload\":\"%s\",\"batch\":%d,\"seq_len\":%d,"
-          + "\"tokens_per_s\":%.1f,\"lanes\":%d}%n", f.workload(), f.batch(), f.seqLen(),
-          f.tokensPerSecond(), lanes);
+          + "\"tokens_per_s\":%.1f,\"lanes\":%d,\"precision\":\"%s\"}%n", f.workload(),
+          f.batch(), f.seqLen(), f.tokensPerSecond(), lanes, precision);
     } else {
-      System.out.printf("%-9s batch %4d  seq %4d  lanes %d  %10.0f tokens/s%n", f.workload(),
-          f.batch(), f.seqLen(), lanes, f.tokensPerSecond());
+      System.out.printf("%-9s batch %4d  seq %4d  lanes %d  %10.0f tokens/s  %s%n",
+          f.workload(), f.batch(), f.seqLen(), lanes, f.tokensPerSecond(), precision);
     }
     System.out.flush();
     return f;

@@ -5,6 +5,7 @@ import java.nio.file.Path;
 import org.loratransplant.model.Adapter;
 import org.loratransplant.model.Devices;
 import org.loratransplant.model.LanguageModel;
+import org.loratransplant.model.Precision;
 import org.loratransplant.lora.LoraAdapter;
 import org.loratransplant.lora.PeftFormat;
 
@@ -15,7 +16,9 @@ final class ModelCli {
   static void declare(Options o) {
     o.value("device", "D", "auto, cpu, gpu or gpu:N", "auto")
         .value("adapter", "DIR", "PEFT LoRA adapter directory to apply", null)
-        .flag("merged", "merge the adapter into the base weights instead of running it beside");
+        .flag("merged", "merge the adapter into the base weights instead of running it beside")
+        .value("precision", "P", "fp32, or bf16: the LM head and the layers' products in bf16 "
+            + "with float32 accumulation (the rest float32; see README, bf16)", "fp32");
   }
 
   /** A loaded model and the adapter to run it with (null for the base model). */
@@ -38,7 +41,14 @@ final class ModelCli {
       throw new UsageException("--adapter " + o.get("adapter") + ": no "
           + PeftFormat.CONFIG_FILE + " there");
     }
+    Precision precision;
+    try {
+      precision = Precision.parse(o.get("precision"), "--precision");
+    } catch (IllegalArgumentException e) {
+      throw new UsageException(e.getMessage());
+    }
     LanguageModel lm = LanguageModel.load(dir, Devices.choose(o.get("device")));
+    lm.setPrecision(precision);
     if (!o.has("adapter")) {
       return new Loaded(lm, null);
     }

@@ -25,11 +25,14 @@ final class FoldedDecoders implements AutoCloseable {
     final Adapter adapter;
     final long adapterVersion;
     final long weightsVersion;
+    final Precision precision;
     int users;
     boolean retired;
 
-    Slot(FusedDecoder decoder, Adapter adapter, long adapterVersion, long weightsVersion) {
+    Slot(FusedDecoder decoder, Adapter adapter, long adapterVersion, long weightsVersion,
+        Precision precision) {
       this.decoder = decoder;
+      this.precision = precision;
       this.adapter = adapter;
       this.adapterVersion = adapterVersion;
       this.weightsVersion = weightsVersion;
@@ -61,17 +64,21 @@ final class FoldedDecoders implements AutoCloseable {
     }
   }
 
-  /** The folded decoder of the base ({@code adapter} null) or of the base with {@code adapter}. */
-  synchronized Lease acquire(Adapter adapter) {
+  /**
+   * The folded decoder of the base ({@code adapter} null) or of the base with {@code adapter},
+   * its products in {@code precision}.
+   */
+  synchronized Lease acquire(Adapter adapter, Precision precision) {
     long version = model.weightsVersion();
     long adapterVersion = adapter == null ? 0 : adapter.weightsVersion();
     Slot current = adapter == null ? base : adapted;
     if (current == null || current.adapter != adapter || current.adapterVersion != adapterVersion
-        || current.weightsVersion != version) {
+        || current.weightsVersion != version || current.precision != precision) {
       if (current != null) {
         retire(current);
       }
-      current = new Slot(FusedDecoder.of(model, adapter), adapter, adapterVersion, version);
+      current = new Slot(FusedDecoder.of(model, adapter, precision), adapter, adapterVersion,
+          version, precision);
       builds++;
       if (adapter == null) {
         base = current;

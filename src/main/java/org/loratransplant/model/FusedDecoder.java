@@ -29,7 +29,7 @@ import java.util.List;
  * <p>The result equals {@link LlamaModel#hidden} up to float rounding (the HF and llama2.c
  * parity tests run through this class). A {@link LanguageModel} keeps the decoder of its base
  * and of the adapter used last ({@link FoldedDecoders}); {@link #ownedBytes} is what each holds
- * beyond the model's weights.
+ * beyond the model's weights (in {@link Precision#BF16}, the bf16 copies of the products too).
  */
 public final class FusedDecoder implements AutoCloseable {
   /** The most bytes of weight copies an adapter is folded into; above, it runs beside. */
@@ -40,15 +40,39 @@ public final class FusedDecoder implements AutoCloseable {
   private final IValue weights; // List[Tensor] in LlamaDecoder.py's order
   private final long ownedBytes;
   private final boolean folded;
+  private final Precision precision;
 
   private FusedDecoder(NDManager manager, List<NDArray> weights, LlamaScript script,
-      long ownedBytes, boolean folded) {
+      long ownedBytes, boolean folded, Precision precision) {
     this.manager = manager;
     this.script = script;
-    this.weights = IValue.listFrom(weights.stream().map(w -> (PtNDArray) w)
+    IValue list = IValue.listFrom(weights.stream().map(w -> (PtNDArray) w)
         .toArray(PtNDArray[]::new));
+    if (precision == Precision.BF16) {
+      // bf16 copies of the product weights, made inside the script (DJL cannot make bf16
+      // arrays); the list then holds them and no longer needs the float32 list.
+      try (list) {
+        this.weights = script.run("bf16_products", list);
+      }
+      ownedBytes += bf16Bytes(weights);
+    } else {
+      this.weights = list;
+    }
     this.ownedBytes = ownedBytes;
     this.folded = folded;
+    this.precision = precision;
+  }
+
+  /** Bytes of the bf16 copies {@code bf16_products} makes: the LM head and 4 products a layer. */
+  private static long bf16Bytes(List<NDArray> weights) {
+    long values = weights.get(1).size();
+    for (int j = 8; j < weights.size(); j++) {
+      int k = (j - 8) % 18;
+      if (k == 2 || k == 6 || k == 10 || k == 14) {
+        values += weights.get(j).size();
+      }
+    }
+    return 2 * values;
   }
 
   /**
@@ -56,7 +80,13 @@ public final class FusedDecoder implements AutoCloseable {
    * Adapter#hasWeightDeltas}) when it is not null.
    */
   public static FusedDecoder of(LlamaModel model, Adapter adapter) {
-    return of(model, adapter, LlamaScript.of(model.config(), model.manager().getDevice()), null);
+    return of(model, adapter, Precision.FP32);
+  }
+
+  /** As above, its products in {@code precision}. */
+  public static FusedDecoder of(LlamaModel model, Adapter adapter, Precision precision) {
+    return of(model, adapter, LlamaScript.of(model.config(), model.manager().getDevice()), null,
+        precision);
   }
 
   /**
@@ -64,6 +94,11 @@ public final class FusedDecoder implements AutoCloseable {
    * fold} true or false forces how the adapter runs, null chooses by {@link #FOLD_LIMIT_BYTES}.
    */
   static FusedDecoder of(LlamaModel model, Adapter adapter, LlamaScript script, Boolean fold) {
+    return of(model, adapter, script, fold, Precision.FP32);
+  }
+
+  private static FusedDecoder of(LlamaModel model, Adapter adapter, LlamaScript script,
+      Boolean fold, Precision precision) {
     if (adapter != null && !adapter.hasWeightDeltas()) {
       throw new IllegalArgumentException("inference runs adapters as low-rank products, and "
           + adapter + " has none");
@@ -123,7 +158,7 @@ public final class FusedDecoder implements AutoCloseable {
           tables[0], tables[1], eps, mean, model.finalNorm(), qScale));
       weights.addAll(layerWeights);
       long bytes = owned.stream().mapToLong(LlamaModel::bytes).sum();
-      return new FusedDecoder(m, weights, script, bytes, folding);
+      return new FusedDecoder(m, weights, script, bytes, folding, precision);
     } catch (RuntimeException ex) {
       m.close();
       throw ex;
@@ -133,6 +168,11 @@ public final class FusedDecoder implements AutoCloseable {
   /** Bytes of the weights this decoder made (folded copies or stacked factors), not shared. */
   public long ownedBytes() {
     return ownedBytes;
+  }
+
+  /** The number format of the products. */
+  public Precision precision() {
+    return precision;
   }
 
   /** Whether the adapter is folded into copies of the weights (else it runs beside them). */

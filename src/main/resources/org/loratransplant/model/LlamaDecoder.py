@@ -27,6 +27,18 @@ class LlamaDecoder(Module):
   qkv_bias : bool
   o_bias : bool
   mlp_bias : bool
+  def bf16_products(self: __torch__.LlamaDecoder, w: List[Tensor]) -> List[Tensor]:
+    # The weight list with the LM head and every layer's four product weights in bf16 (the
+    # embedding, norms, biases, tables and adapter factors stay float32). Cast here because
+    # DJL 0.35 cannot make bf16 arrays itself.
+    out = annotate(List[Tensor], [])
+    for j in range(len(w)):
+      k = (j - 8) % 18
+      if j == 1 or (j >= 8 and (k == 2 or k == 6 or k == 10 or k == 14)):
+        out.append(w[j].to(15).contiguous())
+      else:
+        out.append(w[j])
+    return out
   def score(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, rows: Tensor, targets: Tensor, mask: Tensor) -> Tensor:
     # Teacher-forced log-probs (N,) of targets[n] after the position rows[n] of the flattened
     # (B*T) batch; positions are 0..T-1 in every row. Only those rows go through the LM head.
@@ -70,16 +82,22 @@ class LlamaDecoder(Module):
       return torch.softmax(logits / temperature, -1)
     return logits
   def proj(self: __torch__.LlamaDecoder, x: Tensor, w: Tensor) -> Tensor:
-    # x @ w.t() for an (out, in) weight. From `dnn_rows` rows on, oneDNN's linear: it runs
-    # AVX-512 kernels where MKL keeps to AVX2 (AMD CPUs) and measured ~2x faster on 4096 rows,
-    # while its fixed cost (~9 us a call) loses on a few rows.
+    # x @ w.t() for an (out, in) weight. A bf16 weight (dtype 15; see bf16_products) takes x in
+    # bf16 and gives float32 back (6): oneDNN's AMX / AVX512-BF16 kernels accumulate in float32.
+    if w.dtype == 15:
+      return torch.linear(x.to(15), w).to(6)
+    # From `dnn_rows` rows on, oneDNN's linear: it runs AVX-512 kernels where MKL keeps to AVX2
+    # (AMD CPUs) and measured ~2x faster on 4096 rows, while its fixed cost (~9 us a call) loses
+    # on a few rows.
     # onednn-begin
     if x.size(0) >= self.dnn_rows:
       return ops.mkldnn._linear_pointwise(x, w, None, "none", annotate(List[Optional[number]], []), "")
     # onednn-end
     return torch.mm(x, w.t())
   def proj_add(self: __torch__.LlamaDecoder, x: Tensor, w: Tensor, residual: Tensor) -> Tensor:
-    # residual + x @ w.t(), the add fused into the product.
+    # residual + x @ w.t(), the add fused into the product (float32) or after it (bf16).
+    if w.dtype == 15:
+      return torch.add(residual, torch.linear(x.to(15), w).to(6))
     # onednn-begin
     if x.size(0) >= self.dnn_rows:
       return ops.mkldnn._linear_pointwise(x, residual, w, None, "add")

@@ -82,4 +82,26 @@ class SamplerTest {
       }
     }
   }
+
+  @Test
+  void matchesTheReferenceOnAFlatDistributionOverALargeVocabulary() {
+    // What a random-weight 49152-token model gives: ~90% of the vocabulary in the nucleus.
+    SplittableRandom rng = new SplittableRandom(5);
+    int v = 49152;
+    for (int trial = 0; trial < 12; trial++) {
+      float[] p = new float[v];
+      double sum = 0;
+      for (int i = 0; i < v; i++) {
+        p[i] = (float) Math.exp(rng.nextGaussian() * (trial % 2 == 0 ? 0.05 : 1.5));
+        sum += p[i];
+      }
+      for (int i = 0; i < v; i++) {
+        p[i] /= (float) sum;
+      }
+      double topP = trial % 3 == 0 ? 0.9 : trial % 3 == 1 ? 0.5 : 0.999;
+      long seed = rng.nextLong();
+      Sampler s = new Sampler(new GenerationParams(1, 1.0, topP, new int[0]), seed, v);
+      assertEquals(reference(p, topP, seed), s.next(p, 0), "trial " + trial);
+    }
+  }
 }
