@@ -50,6 +50,7 @@ public final class ExecutorModels {
     }
     LanguageModel lm = LanguageModel.load(ModelDirs.local(spec.modelDir()),
         Devices.choose(device));
+    lm.setPrecision(spec.precision());
     LoraAdapter adapter = spec.adapterDir() == null ? null
         : PeftFormat.read(ModelDirs.local(spec.adapterDir()), lm.config(), lm.model().manager());
     int n = LOADS.incrementAndGet();

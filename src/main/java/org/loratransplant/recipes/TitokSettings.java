@@ -4,6 +4,7 @@ import com.typesafe.config.Config;
 import com.typesafe.config.ConfigException;
 import java.io.Serializable;
 import org.loratransplant.config.Experiment;
+import org.loratransplant.model.Precision;
 import org.loratransplant.pipeline.ModelDirs;
 import org.loratransplant.pipeline.ModelSpec;
 import org.loratransplant.select.TokenSelection;
@@ -25,7 +26,7 @@ public record TitokSettings(String out, String sourceModel, String sourceAdapter
     double rougeThreshold, double temperature, double topP, int maxQueryTokens,
     int maxResponseTokens, int maxRounds, int generateBatch, int scoreBatch, int partitions,
     long seed, String device, String answerTemplate, String exampleTemplate,
-    String queryTemplate, double maxFailedFraction)
+    String queryTemplate, double maxFailedFraction, Precision precision)
     implements Serializable {
 
   public static TitokSettings from(Experiment exp) {
@@ -50,7 +51,8 @@ public record TitokSettings(String out, String sourceModel, String sourceAdapter
           exp.answerPrompt().text(),
           exp.prompt("example", java.util.Set.of("input", "target")).text(),
           exp.prompt("query-generation", java.util.Set.of("examples")).text(),
-          t.getDouble("max-failed-fraction"));
+          t.getDouble("max-failed-fraction"),
+          Precision.parse(t.getString("precision"), "precision"));
       s.validate();
       return s;
     } catch (ConfigException | IllegalArgumentException e) {
@@ -103,6 +105,6 @@ public record TitokSettings(String out, String sourceModel, String sourceAdapter
 
   /** The source expert's spec (base + adapter). */
   public ModelSpec expert() {
-    return new ModelSpec(sourceModel, sourceAdapter, device);
+    return new ModelSpec(sourceModel, sourceAdapter, device, precision);
   }
 }

@@ -139,7 +139,7 @@ public final class Transplant {
         targetQueries ? null : t.sourceAdapter(), t.poolSize(), t.maxRounds(), t.dedupRouge(),
         t.rougeThreshold(), t.temperature(), t.topP(), t.maxQueryTokens(), t.maxResponseTokens(),
         t.generateBatch(), t.scoreBatch(), t.partitions(), poolSeed, t.device(),
-        t.answerTemplate(), t.exampleTemplate(), t.queryTemplate());
+        t.answerTemplate(), t.exampleTemplate(), t.queryTemplate(), t.precision());
   }
 
   public SelectSettings selectSettings() {

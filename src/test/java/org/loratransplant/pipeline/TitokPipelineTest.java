@@ -379,4 +379,55 @@ class TitokPipelineTest {
       System.out.println("resumed vs uninterrupted adapter: max |difference| " + maxDiff);
     }
   }
+
+  /**
+   * {@code lt.titok.precision=bf16} reaches the executors: the pool's expert and amateur
+   * log-probs are bf16's, i.e. near float32's recomputed on the same tokens but not equal.
+   */
+  @Test
+  @Order(8)
+  void bf16PrecisionScoresThePoolInBf16() {
+    String out = tmp.resolve("bf16").toString();
+    new TitokJob(spark, settings(out, "llama2xs", "lt.titok.precision=bf16"), false)
+        .run("score");
+    List<Row> rows = new StageStore(spark, out).read(Tables.SCORED_SAMPLES)
+        .select("prompt_ids", "token_ids", "logp_expert", "logp_amateur").collectAsList();
+    assertFalse(rows.isEmpty());
+    try (org.loratransplant.model.LanguageModel lm = org.loratransplant.model.LanguageModel
+            .load(SharedData.model("stories260K"), ai.djl.Device.cpu());
+        org.loratransplant.lora.LoraAdapter adapter = org.loratransplant.lora.PeftFormat.read(
+            expert, lm.config(), lm.model().manager())) {
+      List<int[]> prompts = new ArrayList<>();
+      List<int[]> responses = new ArrayList<>();
+      for (Row r : rows) {
+        prompts.add(r.getList(0).stream().mapToInt(x -> (Integer) x).toArray());
+        responses.add(r.getList(1).stream().mapToInt(x -> (Integer) x).toArray());
+      }
+      List<float[]> expertFp32 = lm.logprobs(prompts, responses, adapter, 16);
+      List<float[]> amateurFp32 = lm.logprobs(prompts, responses, null, 16);
+      double sum = 0;
+      double max = 0;
+      long n = 0;
+      for (int i = 0; i < rows.size(); i++) {
+        for (int col = 2; col <= 3; col++) {
+          List<Float> bf16 = rows.get(i).getList(col);
+          float[] fp32 = (col == 2 ? expertFp32 : amateurFp32).get(i);
+          for (int j = 0; j < fp32.length; j++) {
+            double d = Math.abs(bf16.get(j) - fp32[j]);
+            sum += d;
+            max = Math.max(max, d);
+            n++;
+          }
+        }
+      }
+      System.out.printf("bf16 pool scores against float32: mean |diff| %.4f, max %.4f over %d%n",
+          sum / n, max, n);
+      assertTrue(max > 1e-4, "equal to float32: bf16 did not run");
+      assertTrue(sum / n < 0.05 && max < 0.5, "mean " + sum / n + " max " + max);
+    }
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> new TitokJob(spark, settings(out, "llama2xs", "lt.titok.precision=fp16"), false));
+    assertTrue(e.getMessage().contains("precision must be fp32 or bf16, got 'fp16'"),
+        e.getMessage());
+  }
 }

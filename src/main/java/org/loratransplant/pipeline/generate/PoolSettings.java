@@ -1,6 +1,7 @@
 package org.loratransplant.pipeline.generate;
 
 import java.io.Serializable;
+import org.loratransplant.model.Precision;
 import org.loratransplant.pipeline.ModelSpec;
 
 /**
@@ -13,12 +14,13 @@ import org.loratransplant.pipeline.ModelSpec;
  * @param poolSize N: de-duplicated samples the pool should reach
  * @param maxRounds generation goes on in rounds of N samples until the de-duplicated pool holds N
  *     (the authors' code runs up to 50)
+ * @param precision the number format of the expert's and the query writer's products
  */
 public record PoolSettings(String sourceModel, String sourceAdapter, String queryModel,
     String queryAdapter, int poolSize, int maxRounds, boolean dedupRouge, double rougeThreshold,
     double temperature, double topP, int maxQueryTokens, int maxResponseTokens,
     int generateBatch, int scoreBatch, int partitions, long seed, String device,
-    String answerTemplate, String exampleTemplate, String queryTemplate)
+    String answerTemplate, String exampleTemplate, String queryTemplate, Precision precision)
     implements Serializable {
 
   public PoolSettings {
@@ -36,12 +38,12 @@ public record PoolSettings(String sourceModel, String sourceAdapter, String quer
 
   /** The source expert (base + adapter): answers, and scores as expert and amateur. */
   public ModelSpec expert() {
-    return new ModelSpec(sourceModel, sourceAdapter, device);
+    return new ModelSpec(sourceModel, sourceAdapter, device, precision);
   }
 
   /** The model that writes the queries. */
   public ModelSpec querier() {
-    return new ModelSpec(queryModel, queryAdapter, device);
+    return new ModelSpec(queryModel, queryAdapter, device, precision);
   }
 
   /** Whether the expert itself writes the queries (TiTok) rather than another model. */
