@@ -11,7 +11,9 @@
 # and peft, see bench/peer.py), THREADS (intra-op threads for both; default: the cores, which is
 # what ours uses outside Spark), TRAIN_STEPS (default 4; the rate is over steps 2..N),
 # REPEATS (timed repeats per figure inside one round, default 1; each round also warms up),
-# EXPERT_BATCH (32), GEN_BATCH (32), NEW_TOKENS (128), TRAIN_BATCH (16): the workload sizes.
+# EXPERT_BATCH (32), GEN_BATCH (32), NEW_TOKENS (128), TRAIN_BATCH (16): the workload sizes;
+# PRECISION (fp32 or bf16: ours, --precision) and PEER_DTYPE (float32, bfloat16 or autocast-bf16:
+# the peer's --inference-dtype) for scoring and generation; training is float32 on both sides.
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 model=${1:?usage: bench/compare-peer.sh MODEL_DIR [ROUNDS]}
@@ -24,6 +26,8 @@ expert_batch=${EXPERT_BATCH:-32}
 gen_batch=${GEN_BATCH:-32}
 new_tokens=${NEW_TOKENS:-128}
 train_batch=${TRAIN_BATCH:-16}
+precision=${PRECISION:-fp32}
+peer_dtype=${PEER_DTYPE:-float32}
 [ -d "$model" ] || { echo "compare-peer: $model is not a directory" >&2; exit 2; }
 [ -x "$peer_python" ] || { echo "compare-peer: $peer_python not found (set PEER_PYTHON)" >&2; exit 2; }
 out=$(mktemp -d)
@@ -31,7 +35,7 @@ trap 'rm -rf "$out"' EXIT
 
 ours() {
   LT_JAVA_OPTS="-Dai.djl.pytorch.num_threads=$threads" "$root/jobs/lt" bench-runtime \
-    --model "$model" --json --lanes 1 --score-batches "" --generate-batches "$gen_batch" \
+    --model "$model" --precision "$precision" --json --lanes 1 --score-batches "" --generate-batches "$gen_batch" \
     --new-tokens "$new_tokens" --expert-batches "$expert_batch" --train-batches "$train_batch" \
     --train-steps "$steps" --repeats "$repeats" 2>/dev/null \
     | grep '^{' | sed 's/^{/{"side":"ours",/' >> "$out/rows"
@@ -39,10 +43,10 @@ ours() {
 peer() {
   "$peer_python" "$root/bench/peer.py" "$model" --threads "$threads" --repeats "$repeats" \
     --expert-batch "$expert_batch" --generate-batch "$gen_batch" --new-tokens "$new_tokens" \
-    --train-batch "$train_batch" --train-steps "$steps" 2>/dev/null | grep '^{' | sed 's/^{/{"side":"peer",/' >> "$out/rows"
+    --train-batch "$train_batch" --train-steps "$steps" --inference-dtype "$peer_dtype" 2>/dev/null | grep '^{' | sed 's/^{/{"side":"peer",/' >> "$out/rows"
 }
 
-echo "model $model, $rounds rounds, $threads threads, train steps $steps; $(uptime)"
+echo "model $model, $rounds rounds, $threads threads, train steps $steps, inference: ours $precision, peer $peer_dtype; $(uptime)"
 for r in $(seq 1 "$rounds"); do
   if [ $((r % 2)) -eq 1 ]; then ours; peer; else peer; ours; fi
   echo "round $r done; $(uptime)"

@@ -16,7 +16,11 @@ What a Python user runs instead of lora-transplant, measured the way bench-runti
   peak_rss              the process's peak resident memory
 
 CPU, float32, eager attention, torch.set_num_threads(--threads) (bench/compare-peer.sh passes the
-intra-op threads ours uses). One JSON object per line, in bench-runtime --json's format.
+intra-op threads ours uses). --inference-dtype bfloat16 runs generation and scoring on a bf16 copy
+of the model (what a Python user does to use AMX / AVX512-BF16: `model.to(torch.bfloat16)`;
+everything in bf16), autocast-bf16 under `torch.autocast("cpu", torch.bfloat16)` (products in
+bf16, the rest float32, like ours with --precision bf16); training is float32 either way.
+One JSON object per line, in bench-runtime --json's format.
 
 Set up (offline here; anywhere else drop the index options):
   python3 -m venv /work/venv-peer
@@ -88,6 +92,8 @@ def main():
     ap.add_argument("--train-batch", type=int, default=16, help="0 skips training")
     ap.add_argument("--train-steps", type=int, default=4)
     ap.add_argument("--report-every", type=int, default=100)
+    ap.add_argument("--inference-dtype", choices=["float32", "bfloat16", "autocast-bf16"],
+                    default="float32", help="generation and scoring (training is float32)")
     a = ap.parse_args()
 
     torch.set_num_threads(a.threads)
@@ -98,7 +104,15 @@ def main():
                                                  attn_implementation="eager")
     cfg = model.config
     vocab, bos = cfg.vocab_size, (cfg.bos_token_id if cfg.bos_token_id is not None else 1)
-    log(f"peer: torch {torch.__version__}, {a.threads} threads, {a.model}")
+    log(f"peer: torch {torch.__version__}, {a.threads} threads, {a.model}, "
+        f"inference {a.inference_dtype}")
+    if a.inference_dtype == "bfloat16":
+        model.to(torch.bfloat16)
+    import contextlib
+    def inference():
+        if a.inference_dtype == "autocast-bf16":
+            return torch.autocast("cpu", dtype=torch.bfloat16)
+        return contextlib.nullcontext()
 
     if a.generate_batch > 0:
         model.eval()
@@ -106,13 +120,14 @@ def main():
         mask = torch.ones_like(prompts)
 
         def generate():
-            with torch.inference_mode():
+            with torch.inference_mode(), inference():
                 return model.generate(input_ids=prompts, attention_mask=mask, do_sample=True,
                                       temperature=1.0, top_p=0.9, top_k=0,
                                       max_new_tokens=a.new_tokens, min_new_tokens=a.new_tokens,
                                       use_cache=True, pad_token_id=0)
         secs = median_seconds(generate, a.repeats)
-        emit("generate", a.generate_batch, a.new_tokens, a.generate_batch * a.new_tokens / secs)
+        emit("generate", a.generate_batch, a.new_tokens, a.generate_batch * a.new_tokens / secs,
+             precision=a.inference_dtype)
 
     # The LoRA goes in after generation, so that generation ran on the plain base.
     peft_model = get_peft_model(model, lora_config(0.05))
@@ -131,16 +146,17 @@ def main():
             return torch.log_softmax(logits, -1).gather(-1, ids[:, 1:, None]).squeeze(-1)
 
         def score():
-            with torch.inference_mode():
+            with torch.inference_mode(), inference():
                 expert = logprobs()
                 with peft_model.disable_adapter():
                     amateur = logprobs()
             return expert, amateur
         secs = median_seconds(score, a.repeats)
         emit("score-expert+amateur", a.expert_batch, a.seq_len,
-             2 * a.expert_batch * a.seq_len / secs)
+             2 * a.expert_batch * a.seq_len / secs, precision=a.inference_dtype)
 
     if a.train_batch > 0:
+        peft_model.float()  # training runs in float32 whatever the inference dtype
         for name, p in peft_model.named_parameters():
             if "lora_B" in name:
                 with torch.no_grad():

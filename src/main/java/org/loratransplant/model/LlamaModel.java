@@ -122,11 +122,12 @@ public final class LlamaModel implements AutoCloseable {
       // Read on the CPU, then moved whole when the model lives elsewhere.
       NDManager cpu = device.equals(Device.cpu()) ? manager
           : NDManager.newBaseManager(Device.cpu());
+      WeightReader w = null;
       try {
         // The checks of each tensor are small reductions: across threads, on a busy machine,
         // they measured 5x the whole read (OpenMP workers waiting for cores); on one, a pass.
         IntraOpThreads.forPositions(1);
-        WeightReader w = new WeightReader(ckpt, cpu);
+        w = new WeightReader(ckpt, cpu, IntraOpThreads.cores());
         int e = config.hiddenSize();
         NDArray embedding = onDevice(w.read("model.embed_tokens.weight", config.vocabSize(), e),
             manager);
@@ -148,6 +149,9 @@ public final class LlamaModel implements AutoCloseable {
         return new LlamaModel(config, dir, manager, embedding, lmHead, finalNorm, layers,
             w.bytesRead());
       } finally {
+        if (w != null) {
+          w.close();
+        }
         if (cpu != manager) {
           cpu.close();
         }
