@@ -114,6 +114,13 @@ public final class Transplant {
     if (m.modelSide().compressed()) {
       checkCompressed(t.targetModel(), m.modelSide().compress(), "lt.titok.target-model");
     }
+    if (m.modelSide().kind().equals("migrate-layer")
+        && !ModelDirs.local(t.targetModel()).toAbsolutePath().normalize().equals(
+            ModelDirs.local(t.sourceModel()).toAbsolutePath().normalize())) {
+      throw new IllegalArgumentException("lt.method.model-side.kind = migrate-layer runs on the "
+          + "source base itself, but lt.titok.target-model = " + t.targetModel() + " (jobs/lt "
+          + "compare sets it; jobs/lt migrate-layer migrates an adapter on its own)");
+    }
   }
 
   /**
