@@ -106,7 +106,8 @@ public record MethodSettings(String name, String queries, String sampleFilter,
     try {
       org.loratransplant.calora.CompressionLevel.parse(spec);
     } catch (IllegalArgumentException e) {
-      throw new IllegalArgumentException(key + ": " + e.getMessage(), e);
+      throw new IllegalArgumentException(key + ": " + e.getMessage().replace("--compress ", ""),
+          e);
     }
   }
 

@@ -279,4 +279,23 @@ class CompareJobTest {
     }
     assertTrue(!Files.exists(Path.of(out)), "nothing written");
   }
+
+  /** Outside a comparison nobody makes the derived model: a run on the wrong one is refused. */
+  @Test
+  void rowsOnDerivedModelsRefuseAModelThatIsNotOne() {
+    String out = tmp.resolve("bad-titok").toString();
+    StageStore store = new StageStore(spark, out);
+    String adapter = "lt.titok.source-adapter=" + experts.resolve(
+        "stories260K-boolean_expressions");
+    String target = "lt.titok.target-model=" + model("llama2xs");
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> new Transplant(spark, settings(out, adapter, target,
+            "lt.method.compress-target=nf4"), store, store, 42, false));
+    assertTrue(e.getMessage().contains("lt.titok.target-model")
+        && e.getMessage().contains("not a nf4 copy"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class,
+        () -> new Transplant(spark, settings(out, adapter, target,
+            "lt.method.model-side.kind=migrate-layer"), store, store, 42, false));
+    assertTrue(e.getMessage().contains("runs on the source base itself"), e.getMessage());
+  }
 }
