@@ -144,8 +144,7 @@ public final class CompareJob {
   private void addCells(List<Cell> out, Settings base, String task, String column, String model,
       String method, MethodSettings ms, Derived derived) {
     String only = ms.evaluateOnly();
-    boolean transfer = !ms.transfer().isEmpty();
-    // References and training-free transfers do not depend on the training seed.
+    // References, training-free transfers and inherited adapters do not depend on the seed.
     List<Integer> seeds = ms.seeded() ? c.seeds() : List.of(c.seeds().get(0));
     for (int seed : seeds) {
       Settings s = cellSettings(base, method, model, seed);
