@@ -99,13 +99,83 @@ public final class LayerMigration {
     LoraAdapter student = LoraAdapter.create(studentConfig(teacher.config(), from - 1,
         s.dropout()), lm.config(), lm.model().manager(), seed);
     try {
-      LoraTrainer.Result r = new LoraTrainer(s.trainer(), objective(lm, teacher, from, s))
-          .train(lm, student, data, null);
+      LoraTrainer.Result r = distil(lm, teacher, from, student, student.parameters(), data, s);
       return new Step(from, from - 1, student, r, (System.nanoTime() - t0) / 1e9);
     } catch (RuntimeException e) {
       student.close();
       throw e;
     }
+  }
+
+  /**
+   * Trains {@code trainable} (arrays of {@code student}) so that the student's output of layer
+   * {@code from} matches {@code teacher}'s, with the step objective of {@link #objective}.
+   */
+  static LoraTrainer.Result distil(LanguageModel lm, LoraAdapter teacher, int from,
+      LoraAdapter student, List<ai.djl.ndarray.NDArray> trainable, List<TrainingExample> data,
+      MigrationSettings s) {
+    return new LoraTrainer(s.trainer(), objective(lm, teacher, from, s)).train(lm, student,
+        trainable, data);
+  }
+
+  /**
+   * The top-layer step for an adapter on several layers (the comparison's experts adapt every
+   * layer): the LoRA on the top adapted layer L is dropped and its effect distilled into the
+   * LoRA on L-1, which starts as {@code expert}'s own; the LoRAs below L-1 are kept frozen as
+   * they are. The teacher is {@code expert} whole, the loss the step objective at layer L. The
+   * student adapts the layers below L with the expert's rank and alpha; the caller closes it.
+   */
+  public static Step topLayer(LanguageModel lm, LoraAdapter expert, List<TrainingExample> data,
+      MigrationSettings s) {
+    TreeSet<Integer> layers = new TreeSet<>();
+    expert.pairs().keySet().forEach(k -> layers.add(k.layer()));
+    int from = layers.last();
+    if (!layers.contains(from - 1)) {
+      throw new IllegalArgumentException("the top-layer step moves the LoRA on layer " + from
+          + " into layer " + (from - 1) + ", which the adapter does not adapt (layers "
+          + layers + "); use jobs/lt migrate-layer on a one-layer adapter");
+    }
+    long t0 = System.nanoTime();
+    List<Integer> below = new ArrayList<>(layers.headSet(from));
+    LoraConfig c = expert.config();
+    LoraConfig sc = new LoraConfig(c.r(), c.alpha(), s.dropout(), c.targetModules(), below,
+        c.useRslora(), c.baseModel());
+    Map<LoraAdapter.Key, LoraAdapter.Matrices> values = new java.util.LinkedHashMap<>();
+    expert.pairs().forEach((k, p) -> {
+      if (k.layer() < from) {
+        values.put(k, new LoraAdapter.Matrices(transpose(p.aT()), transpose(p.bT())));
+      }
+    });
+    LoraAdapter student = LoraAdapter.of(sc, lm.config(), lm.model().manager(), values);
+    try {
+      List<ai.djl.ndarray.NDArray> trainable = new ArrayList<>();
+      student.pairs().forEach((k, p) -> {
+        if (k.layer() == from - 1) {
+          trainable.add(p.aT());
+          trainable.add(p.bT());
+        }
+      });
+      LoraTrainer.Result r = distil(lm, expert, from, student, trainable, data, s);
+      return new Step(from, from - 1, student, r, (System.nanoTime() - t0) / 1e9);
+    } catch (RuntimeException e) {
+      student.close();
+      throw e;
+    }
+  }
+
+  /** A 2-D array's values transposed, row-major: {@code (rows, cols)} to {@code (cols, rows)}. */
+  private static float[] transpose(ai.djl.ndarray.NDArray x) {
+    long[] shape = x.getShape().getShape();
+    int rows = (int) shape[0];
+    int cols = (int) shape[1];
+    float[] a = x.toFloatArray();
+    float[] t = new float[a.length];
+    for (int r = 0; r < rows; r++) {
+      for (int col = 0; col < cols; col++) {
+        t[col * rows + r] = a[r * cols + col];
+      }
+    }
+    return t;
   }
 
   /** Called after each step of {@link #walk}, before the step's teacher is closed. */

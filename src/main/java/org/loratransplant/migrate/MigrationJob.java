@@ -60,12 +60,7 @@ public final class MigrationJob {
       Settings settings) {
     Experiment exp = new Experiment(settings);
     MigrationSettings ms = settings(exp);
-    Config mc = exp.section("migrate");
-    String dataKind = mc.getString("data");
-    if (!dataKind.equals("task") && !dataKind.equals("synthetic")) {
-      throw new IllegalArgumentException("lt.migrate.data must be task or synthetic, got '"
-          + dataKind + "'");
-    }
+    String dataKind = dataKind(exp);
     Task task = TaskFiles.load(exp.taskFile());
     Split split = Split.of(task, exp.testFraction(), exp.splitSeed());
     Evaluator ev = new Evaluator(exp.evaluation());
@@ -81,11 +76,7 @@ public final class MigrationJob {
       }
       LayerMigration.chain(layer, to, lm.config().numLayers());
       List<int[]> heldOut = texts(lm, exp, split.test());
-      List<TrainingExample> data = dataKind.equals("task")
-          ? TaskPrompts.supervised(split.train(), exp.answerPrompt(), lm.tokenizer(),
-              lm.eosIds()[0], false)
-          : synthetic(lm, expert, mc.getInt("synthetic-samples"), mc.getInt("synthetic-tokens"),
-              exp.seed());
+      List<TrainingExample> data = data(lm, expert, exp, split);
       LOG.info("migrating {} from layer {} to {} on {} {} sequences", expert, layer, to,
           data.size(), dataKind);
       int batch = exp.evaluation().batchSize();
@@ -129,6 +120,30 @@ public final class MigrationJob {
           + e.getMessage(), e);
     }
     return root;
+  }
+
+  /** {@code lt.migrate.data}: {@code task} or {@code synthetic}; other values are refused. */
+  public static String dataKind(Experiment exp) {
+    String kind = exp.section("migrate").getString("data");
+    if (!kind.equals("task") && !kind.equals("synthetic")) {
+      throw new IllegalArgumentException("lt.migrate.data must be task or synthetic, got '"
+          + kind + "'");
+    }
+    return kind;
+  }
+
+  /**
+   * The distillation data of {@code lt.migrate.data}: the training split's texts (prompt +
+   * answer) or samples of the expert from BOS.
+   */
+  public static List<TrainingExample> data(LanguageModel lm, Adapter expert, Experiment exp,
+      Split split) {
+    Config mc = exp.section("migrate");
+    return dataKind(exp).equals("task")
+        ? TaskPrompts.supervised(split.train(), exp.answerPrompt(), lm.tokenizer(),
+            lm.eosIds()[0], false)
+        : synthetic(lm, expert, mc.getInt("synthetic-samples"), mc.getInt("synthetic-tokens"),
+            exp.seed());
   }
 
   private record Scores(Evaluator.Report base, Evaluator.Report expert, double klBase) {}

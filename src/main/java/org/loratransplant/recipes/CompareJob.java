@@ -4,6 +4,7 @@ import com.fasterxml.jackson.databind.JsonNode;
 import com.typesafe.config.Config;
 import com.typesafe.config.ConfigException;
 import com.typesafe.config.ConfigFactory;
+import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.LinkedHashMap;
@@ -15,6 +16,7 @@ import org.apache.spark.sql.SparkSession;
 import org.loratransplant.config.Experiment;
 import org.loratransplant.config.Settings;
 import org.loratransplant.pipeline.Keys;
+import org.loratransplant.pipeline.ModelDirs;
 import org.loratransplant.pipeline.RecipeRunner;
 import org.loratransplant.pipeline.StageStore;
 import org.loratransplant.report.ItemScores;
@@ -31,9 +33,17 @@ import org.slf4j.LoggerFactory;
  * in its own directory, so the job resumes per cell. Vanilla is evaluated once per (task,
  * target) and the expert once per task: neither depends on the seed.
  *
+ * <p>Model-side transfers (lt.method.model-side: CA-LoRA, its inherited baseline, layer
+ * migration) move the expert's adapter onto a model derived from the source base; they get a
+ * target column of their own, named after that model ({@code stories260K-nf4}; the source base's
+ * name for layer migration), with a vanilla row of that model when vanilla is compared. Rows with
+ * {@code compress-target} (QLoRA) run on a compressed copy of the target in the target's column.
+ * Compressed copies are made once, in {@code models/}.
+ *
  * <p>Layout under {@code lt.compare.out}: {@code <task>/pool-<key>/} (the pool's tables),
- * {@code <task>/<target>/<method>/seed-<s>/} (a cell), and at the top {@code results} (Parquet),
- * {@code results.json}, {@code report.md} and {@code plot.png}.
+ * {@code <task>/<target>/<method>/seed-<s>/} (a cell), {@code models/<model>-<level>/}, and at
+ * the top {@code results} (Parquet), {@code results.json}, {@code report.md} and
+ * {@code plot.png}.
  */
 public final class CompareJob {
   private static final Logger LOG = LoggerFactory.getLogger(CompareJob.class);
@@ -52,8 +62,14 @@ public final class CompareJob {
     this.c = CompareSettings.from(new Experiment(settings));
     this.store = new StageStore(spark, c.out());
     for (Cell cell : cells()) {
-      MethodSettings.from(new Experiment(cell.settings()));
-      TitokSettings.from(new Experiment(cell.settings()));
+      try {
+        Experiment exp = new Experiment(cell.settings());
+        Transplant.checkModelSide(exp, MethodSettings.from(exp));
+        TitokSettings.from(exp);
+      } catch (IllegalArgumentException e) {
+        throw new IllegalArgumentException("lt.methods." + cell.method() + ": "
+            + e.getMessage(), e);
+      }
     }
   }
 
@@ -65,44 +81,124 @@ public final class CompareJob {
     return c;
   }
 
-  /** One (task, target, method, seed): its settings and where its outputs go. */
+  /**
+   * One (task, target, method, seed): its settings and where its outputs go. {@code target} is
+   * the report's column; {@code derived}, when not null, is the model the cell runs on and must
+   * be made first (a compressed copy).
+   */
   record Cell(String task, String target, String method, int seed, Settings settings,
-      String dir) {}
+      String dir, Derived derived) {}
 
-  /** Every cell in report order: task, target, method, seed. */
+  /** A compressed copy of {@code from} that some cells run on, made once per comparison. */
+  record Derived(String from, org.loratransplant.calora.CompressionLevel level, Path dir) {}
+
+  /** Every cell in report order: task, target, method, seed; model-side columns last. */
   List<Cell> cells() {
     List<Cell> out = new ArrayList<>();
     for (String taskFile : c.tasks()) {
       String task = TaskFiles.load(Path.of(taskFile)).name();
       Settings base = taskSettings(taskFile, task);
+      String source = base.config().getString("titok.source-model");
+      // Model-side rows: their column (a model derived from the source base), its model.
+      Map<String, Derived> sideColumns = new LinkedHashMap<>();
+      Map<String, List<String>> sideMethods = new LinkedHashMap<>();
       for (String target : c.targets()) {
         String targetName = Path.of(target).getFileName().toString();
         for (String method : c.methods()) {
-          Config preset = c.preset(method);
-          String only = preset.hasPath("method.evaluate-only")
-              ? preset.getString("method.evaluate-only") : "";
-          boolean transfer = preset.hasPath("method.transfer")
-              && !preset.getString("method.transfer").isEmpty();
-          // References and training-free transfers do not depend on the training seed.
-          boolean seeded = only.isEmpty() && !transfer;
-          List<Integer> seeds = seeded ? c.seeds() : List.of(c.seeds().get(0));
-          for (int seed : seeds) {
-            Map<String, Object> over = new LinkedHashMap<>();
-            over.put("titok.target-model", target);
-            over.put("seed", seed);
-            over.put("method.name", method);
-            Settings s = base.overlay(ConfigFactory.parseMap(over).withFallback(preset),
-                method + " on " + targetName + " seed " + seed);
-            String dir = only.equals("expert") ? task + "/expert"
-                : only.equals("vanilla") ? task + "/" + targetName + "/vanilla"
-                : transfer ? task + "/" + targetName + "/" + method
-                : task + "/" + targetName + "/" + method + "/seed-" + seed;
-            out.add(new Cell(task, targetName, method, seed, s, dir));
+          MethodSettings ms = methodOf(base, method, target);
+          if (ms.modelSide().enabled()) {
+            Derived d = ms.modelSide().compressed() ? derived(source, ms.modelSide().compress())
+                : null;
+            String column = d == null ? Path.of(source).getFileName().toString()
+                : d.dir().getFileName().toString();
+            sideColumns.putIfAbsent(column, d);
+            List<String> ml = sideMethods.computeIfAbsent(column, k -> new ArrayList<>());
+            if (!ml.contains(method)) {
+              ml.add(method);
+            }
+            continue;
           }
+          // QLoRA-style rows train and evaluate on a compressed copy of the target: same column.
+          Derived d = ms.compressTarget().isEmpty() ? null : derived(target, ms.compressTarget());
+          addCells(out, base, task, targetName, d == null ? target : d.dir().toString(), method,
+              ms, d);
+        }
+      }
+      for (var col : sideColumns.entrySet()) {
+        Derived d = col.getValue();
+        String model = d == null ? source : d.dir().toString();
+        if (c.methods().contains("vanilla")) {
+          addCells(out, base, task, col.getKey(), model, "vanilla",
+              methodOf(base, "vanilla", model), d);
+        }
+        for (String method : sideMethods.get(col.getKey())) {
+          addCells(out, base, task, col.getKey(), model, method, methodOf(base, method, model),
+              d);
         }
       }
     }
     return out;
+  }
+
+  /** The cells of one method in one column: one, or one per seed when it trains. */
+  private void addCells(List<Cell> out, Settings base, String task, String column, String model,
+      String method, MethodSettings ms, Derived derived) {
+    String only = ms.evaluateOnly();
+    // References, training-free transfers and inherited adapters do not depend on the seed.
+    List<Integer> seeds = ms.seeded() ? c.seeds() : List.of(c.seeds().get(0));
+    for (int seed : seeds) {
+      Settings s = cellSettings(base, method, model, seed);
+      String dir = only.equals("expert") ? task + "/expert"
+          : only.equals("vanilla") ? task + "/" + column + "/vanilla"
+          : !ms.seeded() ? task + "/" + column + "/" + method
+          : task + "/" + column + "/" + method + "/seed-" + seed;
+      out.add(new Cell(task, column, method, seed, s, dir, derived));
+    }
+  }
+
+  private Settings cellSettings(Settings base, String method, String model, int seed) {
+    Map<String, Object> over = new LinkedHashMap<>();
+    over.put("titok.target-model", model);
+    over.put("seed", seed);
+    over.put("method.name", method);
+    return base.overlay(ConfigFactory.parseMap(over).withFallback(c.preset(method)),
+        method + " on " + Path.of(model).getFileName() + " seed " + seed);
+  }
+
+  /** A preset's method settings; a bad value is refused naming the preset. */
+  private MethodSettings methodOf(Settings base, String method, String model) {
+    try {
+      return MethodSettings.from(new Experiment(cellSettings(base, method, model,
+          c.seeds().get(0))));
+    } catch (IllegalArgumentException e) {
+      throw new IllegalArgumentException("lt.methods." + method + ": " + e.getMessage(), e);
+    }
+  }
+
+  /** The compressed copy of {@code model} a row needs, in the run directory's models/. */
+  private Derived derived(String model, String spec) {
+    if (ModelDirs.isRemote(c.out())) {
+      throw new IllegalArgumentException("lt.compare.out = " + c.out() + ": rows on compressed "
+          + "models (compress-target, model-side) need a local run directory");
+    }
+    var level = org.loratransplant.calora.CompressionLevel.parse(spec);
+    return new Derived(model, level, Path.of(c.out(), "models",
+        Path.of(model).getFileName() + "-" + level.id()));
+  }
+
+  /** Makes a compressed copy unless a previous run made it (the copy appears whole or not). */
+  private static void ensure(Derived d) {
+    if (Files.isRegularFile(d.dir().resolve(org.loratransplant.compress.Compressor.REPORT_FILE))) {
+      return;
+    }
+    LOG.info("compare: compressing {} ({}) -> {}", d.from(), d.level().id(), d.dir());
+    try {
+      Files.createDirectories(d.dir().getParent());
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
+    }
+    org.loratransplant.compress.Compressor.compress(ModelDirs.local(d.from()), d.dir(),
+        d.level().settings());
   }
 
   /** The experiment's settings for one task: its file, its expert, its own overrides. */
@@ -134,6 +230,9 @@ public final class CompareJob {
     for (Cell cell : cells) {
       Experiment exp = new Experiment(cell.settings());
       TitokSettings ts = TitokSettings.from(exp);
+      if (cell.derived() != null) {
+        ensure(cell.derived());
+      }
       if (experts.putIfAbsent(cell.task(), true) == null) {
         Experts.checkModelDirs(ts);
         Experts.ensure(ts, exp.taskFile());

@@ -89,8 +89,8 @@ public record TargetWork(String taskName, List<TaskExample> test, List<String> a
     Path adapterDir = store.localCopy(Transplant.ADAPTER);
     try (LanguageModel target = LanguageModel.load(ModelDirs.local(targetModel),
         Devices.choose(device));
-        LoraAdapter a = PeftFormat.isAdapterDir(adapterDir) ? PeftFormat.read(adapterDir,
-            target.config(), target.model().manager()) : null) {
+        AdapterDir opened = AdapterDir.read(adapterDir, target)) {
+      org.loratransplant.model.Adapter a = opened.adapter();
       String name = Path.of(targetModel).getFileName().toString();
       if (fullReport) {
         reports.add(ev.evaluate(name + " (vanilla)", target, null, test, answers));

@@ -107,6 +107,54 @@ public final class Transplant {
     if (m.discriminator()) {
       discriminatorSettings();
     }
+    checkModelSide(exp, m);
+    if (!m.compressTarget().isEmpty()) {
+      checkCompressed(t.targetModel(), m.compressTarget(), "lt.titok.target-model");
+    }
+    if (m.modelSide().compressed()) {
+      checkCompressed(t.targetModel(), m.modelSide().compress(), "lt.titok.target-model");
+    }
+    if (m.modelSide().kind().equals("migrate-layer")
+        && !ModelDirs.local(t.targetModel()).toAbsolutePath().normalize().equals(
+            ModelDirs.local(t.sourceModel()).toAbsolutePath().normalize())) {
+      throw new IllegalArgumentException("lt.method.model-side.kind = migrate-layer runs on the "
+          + "source base itself, but lt.titok.target-model = " + t.targetModel() + " (jobs/lt "
+          + "compare sets it; jobs/lt migrate-layer migrates an adapter on its own)");
+    }
+  }
+
+  /**
+   * The settings a model-side row reads besides lt.method (lt.calora, lt.migrate); checked
+   * before any work.
+   */
+  static void checkModelSide(Experiment exp, MethodSettings m) {
+    switch (m.modelSide().kind()) {
+      case "ca-lora" -> org.loratransplant.calora.CaLoraJob.settings(exp);
+      case "migrate-layer" -> {
+        org.loratransplant.migrate.MigrationJob.settings(exp);
+        try {
+          org.loratransplant.migrate.MigrationJob.dataKind(exp);
+        } catch (com.typesafe.config.ConfigException e) {
+          throw new IllegalArgumentException("lt.migrate: " + e.getMessage(), e);
+        }
+      }
+      default -> { }
+    }
+  }
+
+  /**
+   * A row on a compressed model runs on a copy made by {@code jobs/lt compress} (jobs/lt compare
+   * makes it once per run): {@code dir} must be one, with {@code spec}'s method.
+   */
+  private static void checkCompressed(String dir, String spec, String key) {
+    var level = org.loratransplant.calora.CompressionLevel.parse(spec);
+    Path local = ModelDirs.local(dir);
+    if (!Files.isRegularFile(local.resolve(org.loratransplant.compress.Compressor.REPORT_FILE))
+        || org.loratransplant.compress.Compressor.methodOf(local)
+        != level.settings().method()) {
+      throw new IllegalArgumentException(key + " = " + dir + " is not a " + level.id()
+          + " copy (jobs/lt compress makes one; jobs/lt compare makes it for the row)");
+    }
   }
 
   public TitokSettings titok() {
@@ -165,8 +213,19 @@ public final class Transplant {
   }
 
   TrainSettings trainSettings() {
-    return new TrainSettings(t.targetModel(), exp.lora(t.targetModel()), exp.trainer(),
-        m.objective(), m.kdWeight(), m.kdTemperature(), t.expert(), exp.seed(), t.device());
+    var lora = exp.lora(t.targetModel());
+    TrainSettings.AdaLora ada = m.adapter().equals("adalora") ? new TrainSettings.AdaLora(
+        org.loratransplant.lora.adalora.AdaLoraBudget.from(exp.section("adalora")),
+        MethodSettings.initR(exp.raw().getDouble("adalora.init-r-factor"), lora.r())) : null;
+    return new TrainSettings(t.targetModel(), lora, exp.trainer(),
+        m.objective(), m.kdWeight(), m.kdTemperature(), t.expert(), exp.seed(), t.device(), ada);
+  }
+
+  /** What an AdaLoRA adds to the keys of the stages that train (a LoRA: nothing, so runs made
+   * before AdaLoRA rows existed keep their keys). */
+  private String withAdapter(String key) {
+    return m.adapter().equals("lora") ? key : Keys.of(key, m.adapter(),
+        exp.raw().getConfig("adalora"));
   }
 
   // ---- the recipe -------------------------------------------------------------------------
@@ -181,6 +240,13 @@ public final class Transplant {
           t.targetModel()), cellStore, List.of(ADAPTER), key, this::transfer));
       String evalKey = Keys.of("evaluate", key, exp.raw().getConfig("eval"), fullReport,
           exp.taskFile().toAbsolutePath().normalize(), exp.testFraction(), exp.splitSeed());
+      stages.add(Stage.of("evaluate", List.of(cellStore.path(ADAPTER),
+          exp.taskFile().toString()), cellStore, List.of(EVALUATION), evalKey, this::evaluate));
+    } else if (m.modelSide().enabled()) {
+      String key = modelSideKey();
+      stages.add(Stage.of(m.modelSide().kind(), List.of(t.sourceModel(), t.sourceAdapter(),
+          t.targetModel()), cellStore, List.of(ADAPTER), key, this::modelSide));
+      String evalKey = Keys.of("evaluate", key, exp.raw().getConfig("eval"), fullReport);
       stages.add(Stage.of("evaluate", List.of(cellStore.path(ADAPTER),
           exp.taskFile().toString()), cellStore, List.of(EVALUATION), evalKey, this::evaluate));
     } else if (m.evaluateOnly().isEmpty()) {
@@ -208,9 +274,9 @@ public final class Transplant {
       stages.add(Stage.of("align", List.of(cellStore.path(Tables.SELECTED)), cellStore,
           List.of(Tables.TRAINING.tableName(), StageStore.partitionName(Tables.FAILED, "align")),
           alignKey, this::align));
-      String trainKey = Keys.of("train", alignKey, exp.raw().getConfig("lora"),
+      String trainKey = withAdapter(Keys.of("train", alignKey, exp.raw().getConfig("lora"),
           exp.raw().getConfig("train"), exp.seed(), m.objective(), m.kdWeight(),
-          m.kdTemperature());
+          m.kdTemperature()));
       stages.add(Stage.of("train", List.of(cellStore.path(Tables.TRAINING), t.targetModel()),
           cellStore, List.of(ADAPTER), trainKey, () -> train(trainKey)));
       String evalKey = Keys.of("evaluate", trainKey, exp.raw().getConfig("eval"), fullReport);
@@ -332,7 +398,8 @@ public final class Transplant {
    * built once the stages before {@code train} are complete (it reads the tuning result).
    */
   public TargetWork targetWork() {
-    boolean trains = m.evaluateOnly().isEmpty() && m.transfer().isEmpty();
+    boolean trains = m.evaluateOnly().isEmpty() && m.transfer().isEmpty()
+        && !m.modelSide().enabled();
     TrainSettings ts = trains ? trainSettings().withLearningRate(choice().learningRate())
         : trainSettings();
     return new TargetWork(task.name(), split.test(), task.answerSet(), t.targetModel(),
@@ -371,6 +438,110 @@ public final class Transplant {
     st.put("modules", r.modules().size());
     st.put("transferred", r.transferred());
     return st;
+  }
+
+  // ---- model-side transfers ------------------------------------------------------------------
+
+  /** What a model-side row's adapter depends on. */
+  private String modelSideKey() {
+    MethodSettings.ModelSide side = m.modelSide();
+    Object data = Keys.of(exp.taskFile().toAbsolutePath().normalize(), exp.testFraction(),
+        exp.splitSeed());
+    Object own = switch (side.kind()) {
+      case "inherit" -> List.of();
+      case "ca-lora" -> List.of(exp.raw().getConfig("calora"), exp.raw().getConfig("train"),
+          exp.seed(), side.distil(), data, exp.answerPrompt().toString());
+      default -> List.of(exp.raw().getConfig("migrate"), exp.raw().getConfig("train"),
+          exp.seed(), data, exp.answerPrompt().toString());
+    };
+    return Keys.of("model-side", side.kind(), side.compressed() ? side.compress() : "",
+        t.sourceModel(), sourceFingerprint(), t.targetModel(), own);
+  }
+
+  /**
+   * The source expert's adapter moved onto the row's model (t.targetModel(): a compressed copy
+   * of the source base, or the source base itself), by CA-LoRA's and layer migration's own code.
+   */
+  private ObjectNode modelSide() {
+    Path sourceAdapter = ModelDirs.local(t.sourceAdapter());
+    ObjectNode st = JSON.createObjectNode();
+    try {
+      Path local = Files.createTempDirectory("lt-model-side-").resolve(ADAPTER);
+      switch (m.modelSide().kind()) {
+        case "inherit" -> {
+          // The source LoRA as it is (CA-LoRA's "inherited" baseline): its PEFT files only.
+          Files.createDirectories(local);
+          for (String f : List.of(PeftFormat.CONFIG_FILE, PeftFormat.WEIGHTS_FILE)) {
+            Files.copy(sourceAdapter.resolve(f), local.resolve(f));
+          }
+        }
+        case "ca-lora" -> caLora(sourceAdapter, local, st);
+        default -> migrateTopLayer(sourceAdapter, local, st);
+      }
+      cellStore.commitLocalDirectory(local, ADAPTER, RecipeRunner.PENDING);
+      PeftFormat.deleteRecursively(local.getParent());
+    } catch (IOException e) {
+      throw new UncheckedIOException(e);
+    }
+    return st;
+  }
+
+  /** CA-LoRA: inherit onto the compressed base, add recovery, train (distilled or CE only). */
+  private void caLora(Path sourceAdapter, Path out, ObjectNode st) {
+    var cs = org.loratransplant.calora.CaLoraJob.settings(exp);
+    boolean distil = m.modelSide().distil();
+    try (LanguageModel lm = LanguageModel.load(ModelDirs.local(t.targetModel()),
+        Devices.choose(t.device()));
+        LanguageModel full = distil ? LanguageModel.load(ModelDirs.local(t.sourceModel()),
+            Devices.choose(t.device())) : null;
+        LoraAdapter expert = distil ? PeftFormat.read(sourceAdapter, full.config(),
+            full.model().manager()) : null) {
+      List<TrainingExample> data = org.loratransplant.task.TaskPrompts.supervised(split.train(),
+          exp.answerPrompt(), lm.tokenizer(), lm.eosIds()[0],
+          exp.raw().getBoolean("train.prompt-loss"));
+      var teacher = distil ? new org.loratransplant.train.objective.ModelTeacher(full.model(),
+          expert) : null;
+      var trained = org.loratransplant.calora.CaLora.train(lm, sourceAdapter, teacher, data, cs,
+          exp.seed());
+      try (var a = trained.adapter()) {
+        a.write(out);
+        st.put("parameters", a.parameterCount());
+        st.put("recovery_parameters", a.recovery().parameterCount());
+      }
+      List<Double> losses = trained.training().losses();
+      st.put("examples", data.size());
+      st.put("first_loss", losses.get(0));
+      st.put("final_loss", losses.get(losses.size() - 1));
+      st.put("fit_seconds", trained.seconds());
+    }
+  }
+
+  /**
+   * Layer migration on the comparison's expert, which adapts every layer: its top layer's LoRA
+   * distilled into the layer below (LayerMigration.topLayer), the result without a LoRA on the
+   * top layer.
+   */
+  private void migrateTopLayer(Path sourceAdapter, Path out, ObjectNode st) {
+    var ms = org.loratransplant.migrate.MigrationJob.settings(exp);
+    try (LanguageModel lm = LanguageModel.load(ModelDirs.local(t.targetModel()),
+        Devices.choose(t.device()));
+        LoraAdapter expert = PeftFormat.read(sourceAdapter, lm.config(),
+            lm.model().manager())) {
+      List<TrainingExample> data = org.loratransplant.migrate.MigrationJob.data(lm, expert, exp,
+          split);
+      var step = org.loratransplant.migrate.LayerMigration.topLayer(lm, expert, data, ms);
+      try (LoraAdapter student = step.student()) {
+        PeftFormat.write(student, out);
+        st.put("parameters", student.parameterCount());
+      }
+      List<Double> losses = step.training().losses();
+      st.put("from_layer", step.from());
+      st.put("to_layer", step.to());
+      st.put("examples", data.size());
+      st.put("first_loss", losses.get(0));
+      st.put("final_loss", losses.get(losses.size() - 1));
+      st.put("fit_seconds", step.seconds());
+    }
   }
 
   private ObjectNode evaluate() {
@@ -415,9 +586,10 @@ public final class Transplant {
     List<Integer> ms = tune.samples().isEmpty() ? List.of(t.samples()) : tune.samples();
     // M candidates enter the key only when given (keys of runs before they existed hold).
     Object mKey = tune.samples().isEmpty() ? lrs : List.of(ms, lrs);
-    String key = Keys.of("tune", upstream, selectSettings(), t.targetModel(), ks, mKey,
-        tune.validationFraction(), exp.raw().getConfig("lora"), exp.raw().getConfig("train"),
-        exp.raw().getConfig("eval"), exp.seed(), m.objective(), m.kdWeight(), m.kdTemperature());
+    String key = withAdapter(Keys.of("tune", upstream, selectSettings(), t.targetModel(), ks,
+        mKey, tune.validationFraction(), exp.raw().getConfig("lora"),
+        exp.raw().getConfig("train"), exp.raw().getConfig("eval"), exp.seed(), m.objective(),
+        m.kdWeight(), m.kdTemperature()));
     return Stage.of("tune", List.of(poolStore.path(Tables.SCORED_SAMPLES),
         exp.taskFile().toString()), cellStore, List.of(TUNING), key, () -> tune(ks, ms, lrs));
   }
@@ -535,8 +707,8 @@ public final class Transplant {
       TrainStage.Result r = TrainStage.train(data, target, trainSettings().withLearningRate(lr),
           dir, null, null, Map.of());
       Evaluator.Report rep;
-      try (LoraAdapter a = PeftFormat.read(dir, target.config(), target.model().manager())) {
-        rep = new Evaluator(exp.evaluation()).evaluate("tune", target, a, val,
+      try (AdapterDir a = AdapterDir.read(dir, target)) {
+        rep = new Evaluator(exp.evaluation()).evaluate("tune", target, a.adapter(), val,
             task.answerSet());
       }
       PeftFormat.deleteRecursively(dir.getParent());

@@ -247,4 +247,68 @@ class LayerMigrationTest {
       }
     }
   }
+
+  /**
+   * The comparison's step on an adapter over every layer: the LoRA on the top layer (2) is
+   * distilled into layer 1's (which starts at B = 0 here, so the construction above still makes
+   * the change representable), while layer 0's non-zero LoRA stays frozen as it is: it shifts
+   * teacher and student alike.
+   */
+  @Test
+  void theTopLayerStepMovesTheTopLoraDownAndKeepsTheLowerOnesFrozen() throws IOException {
+    try (LanguageModel lm = LanguageModel.load(tinyModel(), Device.cpu())) {
+      LoraConfig all = new LoraConfig(2, 4, 0, EnumSet.of(Projection.DOWN_PROJ), List.of(0, 1, 2),
+          false, "tiny");
+      SplittableRandom rng = new SplittableRandom(11);
+      Map<LoraAdapter.Key, LoraAdapter.Matrices> values = new LinkedHashMap<>();
+      for (int l = 0; l < 3; l++) {
+        float[] a = new float[2 * 16];
+        float[] b = new float[8 * 2];
+        for (int i = 0; i < a.length; i++) {
+          a[i] = (float) (rng.nextGaussian() * 0.5);
+        }
+        for (int i = 0; i < b.length && l != 1; i++) {
+          b[i] = (float) (rng.nextGaussian() * (l == 0 ? 0.1 : 0.5));
+        }
+        values.put(new LoraAdapter.Key(l, Projection.DOWN_PROJ), new LoraAdapter.Matrices(a, b));
+      }
+      try (LoraAdapter expert = LoraAdapter.of(all, lm.config(), lm.model().manager(), values)) {
+        List<int[]> held = sequences(16, 99);
+        float[] layer0 = expert.pairs().get(new LoraAdapter.Key(0, Projection.DOWN_PROJ)).bT()
+            .toFloatArray();
+        LayerMigration.Step step = LayerMigration.topLayer(lm, expert,
+            examples(sequences(64, 1)), MigrationSettings.mseOnly(trainer(40)));
+        try (LoraAdapter student = step.student()) {
+          assertEquals(2, step.from());
+          assertEquals(1, step.to());
+          assertEquals(List.of(0, 1), student.config().layersToTransform());
+          assertEquals(Set.of(new LoraAdapter.Key(0, Projection.DOWN_PROJ),
+              new LoraAdapter.Key(1, Projection.DOWN_PROJ)), student.pairs().keySet());
+          assertTrue(java.util.Arrays.equals(layer0, student.pairs().get(new LoraAdapter.Key(0,
+              Projection.DOWN_PROJ)).bT().toFloatArray()), "layer 0's LoRA is kept frozen");
+          // Before: the expert's lower layers alone (the top LoRA dropped, layer 1 at B = 0).
+          try (LoraAdapter dropped = LoraAdapter.of(new LoraConfig(2, 4, 0,
+              EnumSet.of(Projection.DOWN_PROJ), List.of(0, 1), false, "tiny"), lm.config(),
+              lm.model().manager(), Map.of(new LoraAdapter.Key(0, Projection.DOWN_PROJ),
+                  values.get(new LoraAdapter.Key(0, Projection.DOWN_PROJ)),
+                  new LoraAdapter.Key(1, Projection.DOWN_PROJ),
+                  values.get(new LoraAdapter.Key(1, Projection.DOWN_PROJ))))) {
+            double before = hiddenMse(lm, expert, dropped, held);
+            double after = hiddenMse(lm, expert, student, held);
+            assertTrue(before > 1e-2, "the top LoRA must matter: " + before);
+            assertTrue(after < 0.1 * before, "MSE must fall by > 90 %: " + before + " -> "
+                + after);
+          }
+        }
+      }
+      try (LoraAdapter gap = LoraAdapter.create(new LoraConfig(2, 4, 0,
+          EnumSet.of(Projection.DOWN_PROJ), List.of(0, 2), false, ""), lm.config(),
+          lm.model().manager(), 1)) {
+        IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+            () -> LayerMigration.topLayer(lm, gap, examples(sequences(4, 1)),
+                MigrationSettings.mseOnly(trainer(1))));
+        assertTrue(e.getMessage().contains("[0, 2]"), e.getMessage());
+      }
+    }
+  }
 }

@@ -140,4 +140,162 @@ class CompareJobTest {
     assertTrue(e.getMessage().contains("bogus"), e.getMessage());
     assertTrue(!Files.exists(Path.of(out)), "nothing written");
   }
+
+  /**
+   * Model-side transfers as rows: CA-LoRA and its inherited baseline in a column named after the
+   * compressed source base, layer migration in the source base's column, each column with that
+   * model's vanilla row; the compressed base made once; a rerun trains and compresses nothing.
+   * No pool is involved, so this stays fast.
+   */
+  @Test
+  void modelSideTransfersAreRowsWithTheirOwnTargetColumns() throws Exception {
+    String out = tmp.resolve("side").toString();
+    String[] sets = {"lt.compare.seeds=[1]",
+        "lt.compare.methods=[vanilla, expert, inherit-nf4, ca-lora-nf4, migrate-layer]",
+        "lt.compare.paired=[\"ca-lora-nf4:inherit-nf4\"]", "lt.calora.compare-train.epochs=1",
+        "lt.eval.max-new-tokens=4"};
+    CompareJob job = new CompareJob(spark, settings(out, sets), false);
+    List<String> cells = job.cells().stream().map(c -> c.target() + "/" + c.method()).toList();
+    assertEquals(List.of("llama2xs/vanilla", "llama2xs/expert", "stories260K-nf4/vanilla",
+        "stories260K-nf4/inherit-nf4", "stories260K-nf4/ca-lora-nf4", "stories260K/vanilla",
+        "stories260K/migrate-layer"), cells);
+    String report = job.run();
+    assertTrue(report.contains("| ca-lora-nf4 vs inherit-nf4 |")
+        || report.contains("ca-lora-nf4 vs inherit-nf4"), report);
+    assertEquals(java.util.Set.of("vanilla@llama2xs", "expert@llama2xs",
+        "vanilla@stories260K-nf4", "inherit-nf4@stories260K-nf4", "ca-lora-nf4@stories260K-nf4",
+        "vanilla@stories260K", "migrate-layer@stories260K"), exactMatchRows(out));
+    Path task = Path.of(out, "boolean_expressions");
+    Path nf4 = Path.of(out, "models", "stories260K-nf4");
+    assertEquals(org.loratransplant.compress.Compressor.Method.NF4,
+        org.loratransplant.compress.Compressor.methodOf(nf4));
+    assertTrue(org.loratransplant.calora.CaLoraAdapter.isCaLora(task.resolve(
+        "stories260K-nf4/ca-lora-nf4/seed-1/adapter")));
+    assertTrue(Files.isRegularFile(task.resolve("stories260K-nf4/inherit-nf4/adapter")
+        .resolve("adapter_model.safetensors")), "inherit trains nothing: one unseeded cell");
+    String migrated = Files.readString(task.resolve(
+        "stories260K/migrate-layer/seed-1/adapter/adapter_config.json"));
+    // The top layer's LoRA is gone; the layers below keep theirs (layer 3 retrained).
+    assertTrue(migrated.replaceAll("\\s", "").contains("\"layers_to_transform\":[0,1,2,3]"),
+        migrated);
+    assertTrue(Files.readString(task.resolve(
+        "stories260K-nf4/vanilla/evaluation/evaluation.md")).contains("stories260K-nf4"));
+    // The inherited adapter is the expert's, unchanged, on the NF4 base: it keeps some of its
+    // exact match, where the bare NF4 base scores nothing.
+    double inherited = exact(out, "inherit-nf4");
+    assertTrue(inherited > exact(out, "vanilla", "stories260K-nf4"), "inherit " + inherited);
+
+    List<Path> made = List.of(nf4.resolve("model.safetensors"),
+        task.resolve("stories260K-nf4/ca-lora-nf4/seed-1/adapter/recovery.safetensors"),
+        task.resolve("stories260K/migrate-layer/seed-1/adapter/adapter_model.safetensors"),
+        task.resolve("stories260K-nf4/inherit-nf4/evaluation/evaluation.json"));
+    assertRerunChangesNothing(out, sets, report, made);
+  }
+
+  /**
+   * AdaLoRA and QLoRA rows (they train on the pool, so they generate one: ~50 s): in the
+   * target's column, AdaLoRA written in PEFT's ADALORA layout, QLoRA evaluated on the NF4 copy
+   * of the target made in the run directory; a rerun trains nothing.
+   */
+  @Test
+  @org.junit.jupiter.api.Tag("slow")
+  void adaloraAndQloraAreRowsOfTheTargetColumn() throws Exception {
+    String out = tmp.resolve("variants").toString();
+    String[] sets = {"lt.compare.seeds=[1]", "lt.compare.methods=[vanilla, adalora, qlora]",
+        "lt.compare.paired=[]", "lt.method.tune.k-percent=[100]", "lt.titok.samples=6",
+        "lt.titok.generation.max-query-tokens=24", "lt.titok.generation.max-response-tokens=6",
+        "lt.eval.max-new-tokens=4"};
+    String report = new CompareJob(spark, settings(out, sets), false).run();
+    assertEquals(java.util.Set.of("vanilla@llama2xs", "adalora@llama2xs", "qlora@llama2xs"),
+        exactMatchRows(out));
+    Path task = Path.of(out, "boolean_expressions");
+    assertTrue(org.loratransplant.lora.adalora.AdaLoraFormat.isAdaLora(task.resolve(
+        "llama2xs/adalora/seed-1/adapter")));
+    assertEquals(org.loratransplant.compress.Compressor.Method.NF4,
+        org.loratransplant.compress.Compressor.methodOf(Path.of(out, "models", "llama2xs-nf4")));
+    assertTrue(Files.readString(task.resolve("llama2xs/qlora/seed-1/evaluation/evaluation.md"))
+        .contains("llama2xs-nf4"), "QLoRA is evaluated on the NF4 base");
+    assertRerunChangesNothing(out, sets, report, List.of(
+        task.resolve("llama2xs/adalora/seed-1/adapter/adapter_model.safetensors"),
+        task.resolve("llama2xs/qlora/seed-1/adapter/adapter_model.safetensors"),
+        Path.of(out, "models", "llama2xs-nf4", "model.safetensors")));
+  }
+
+  /** method@target of every exact-match row; fails on a duplicate. */
+  private static java.util.Set<String> exactMatchRows(String out) {
+    java.util.Set<String> seen = new java.util.TreeSet<>();
+    for (JsonNode r : SharedData.json(Path.of(out, "results.json"))) {
+      if (r.get("metric").asText().equals("exact_match")) {
+        String k = r.get("method").asText() + "@" + r.get("target").asText();
+        assertTrue(seen.add(k), "one exact-match row per (method, target): " + k);
+      }
+    }
+    return seen;
+  }
+
+  private static double exact(String out, String method, String... target) {
+    for (JsonNode r : SharedData.json(Path.of(out, "results.json"))) {
+      if (r.get("metric").asText().equals("exact_match") && r.get("method").asText()
+          .equals(method) && (target.length == 0 || r.get("target").asText().equals(target[0]))) {
+        return r.get("value").asDouble();
+      }
+    }
+    throw new AssertionError("no exact-match row of " + method);
+  }
+
+  /** A second run reports the same and rewrites none of {@code made}. */
+  private static void assertRerunChangesNothing(String out, String[] sets, String report,
+      List<Path> made) throws Exception {
+    List<Long> times = new ArrayList<>();
+    for (Path f : made) {
+      times.add(Files.getLastModifiedTime(f).toMillis());
+    }
+    assertEquals(report, new CompareJob(spark, settings(out, sets), false).run());
+    for (int i = 0; i < made.size(); i++) {
+      assertEquals(times.get(i), Files.getLastModifiedTime(made.get(i)).toMillis(),
+          made.get(i).toString());
+    }
+  }
+
+  @Test
+  void badModelSideAndAdapterValuesAreRefusedNamingTheKey() {
+    String out = tmp.resolve("bad-side").toString();
+    String[][] cases = {
+        {"lt.methods.inherit-nf4.method.model-side.kind=shrink", "model-side.kind", "shrink"},
+        {"lt.methods.ca-lora-nf4.method.model-side.compress=nf5", "model-side.compress", "nf5"},
+        {"lt.methods.qlora.method.compress-target=\"prune:1.5\"", "compress-target", "1.5"},
+        {"lt.methods.adalora.method.adapter=dora", "adapter", "dora"},
+        {"lt.methods.adalora.method.objective=kd", "objective", "kd"},
+        {"lt.adalora.init-r-factor=1.0", "init-r-factor", "1.0"},
+        {"lt.migrate.data=bogus", "lt.migrate.data", "bogus"},
+        {"lt.calora.mse-layers=middle", "mse-layers", "middle"}};
+    for (String[] c : cases) {
+      IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+          () -> new CompareJob(spark, settings(out, c[0], "lt.compare.methods=[vanilla, "
+              + "inherit-nf4, ca-lora-nf4, migrate-layer, adalora, qlora]",
+              "lt.compare.paired=[]"), false), c[0]);
+      assertTrue(e.getMessage().contains(c[1]) && e.getMessage().contains(c[2])
+          && e.getMessage().contains("lt.methods."), c[0] + " -> " + e.getMessage());
+    }
+    assertTrue(!Files.exists(Path.of(out)), "nothing written");
+  }
+
+  /** Outside a comparison nobody makes the derived model: a run on the wrong one is refused. */
+  @Test
+  void rowsOnDerivedModelsRefuseAModelThatIsNotOne() {
+    String out = tmp.resolve("bad-titok").toString();
+    StageStore store = new StageStore(spark, out);
+    String adapter = "lt.titok.source-adapter=" + experts.resolve(
+        "stories260K-boolean_expressions");
+    String target = "lt.titok.target-model=" + model("llama2xs");
+    IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
+        () -> new Transplant(spark, settings(out, adapter, target,
+            "lt.method.compress-target=nf4"), store, store, 42, false));
+    assertTrue(e.getMessage().contains("lt.titok.target-model")
+        && e.getMessage().contains("not a nf4 copy"), e.getMessage());
+    e = assertThrows(IllegalArgumentException.class,
+        () -> new Transplant(spark, settings(out, adapter, target,
+            "lt.method.model-side.kind=migrate-layer"), store, store, 42, false));
+    assertTrue(e.getMessage().contains("runs on the source base itself"), e.getMessage());
+  }
 }

@@ -10,6 +10,7 @@ import java.util.List;
 import org.loratransplant.eval.Reports;
 import org.loratransplant.lora.LoraConfig;
 import org.loratransplant.lora.adalora.AdaLoraAdapter;
+import org.loratransplant.lora.adalora.AdaLoraBudget;
 import org.loratransplant.lora.adalora.AdaLoraConfig;
 import org.loratransplant.lora.adalora.AdaLoraFormat;
 import org.loratransplant.lora.adalora.AdaLoraTrainer;
@@ -31,12 +32,7 @@ public final class AdaLoraExpert {
   public static AdaLoraConfig config(ExpertTraining.Plan plan, int totalSteps) {
     LoraConfig l = plan.lora();
     Config a = plan.experiment().section("adalora");
-    int tinit = (int) Math.round(a.getDouble("tinit-fraction") * totalSteps);
-    int tfinal = (int) Math.round(a.getDouble("tfinal-fraction") * totalSteps);
-    return new AdaLoraConfig(l.r(), a.getInt("target-r"), l.alpha(), a.getDouble("dropout"),
-        l.targetModules(), l.layersToTransform(), tinit, tfinal, a.getInt("delta-t"),
-        a.getDouble("beta1"), a.getDouble("beta2"), a.getDouble("orth-reg-weight"), totalSteps,
-        l.baseModel());
+    return AdaLoraBudget.from(a).config(l, l.r(), a.getInt("target-r"), totalSteps);
   }
 
   /** Trains and writes the adapter; returns the summary. */

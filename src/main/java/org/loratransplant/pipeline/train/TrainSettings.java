@@ -11,14 +11,24 @@ import org.loratransplant.train.TrainerConfig;
  *     {@code kdWeight} x KL(teacher || student) at {@code kdTemperature}, the teacher being the
  *     source expert (its vocabulary carried over by MinED when the tokenizers differ)
  * @param teacher the source expert, for {@code kd}
+ * @param adalora train an AdaLoRA instead of a LoRA: {@code initR} triplets per module pruned to
+ *     {@code lora.r()} (the LoRA's final budget); null: a LoRA
  */
 public record TrainSettings(String targetModel, LoraConfig lora, TrainerConfig trainer,
     String objective, double kdWeight, double kdTemperature, ModelSpec teacher, long seed,
-    String device) implements java.io.Serializable {
+    String device, AdaLora adalora) implements java.io.Serializable {
+
+  /** AdaLoRA's budget and starting rank. */
+  public record AdaLora(org.loratransplant.lora.adalora.AdaLoraBudget budget, int initR)
+      implements java.io.Serializable {}
 
   public TrainSettings {
     if (!objective.equals("ce") && !objective.equals("kd")) {
       throw new IllegalArgumentException("objective must be ce or kd, got '" + objective + "'");
+    }
+    if (adalora != null && !objective.equals("ce")) {
+      throw new IllegalArgumentException("an AdaLoRA trains on the masked CE only, got objective '"
+          + objective + "'");
     }
     if (!(kdWeight >= 0) || !(kdTemperature > 0)) {
       throw new IllegalArgumentException("kd.weight must be >= 0 and kd.temperature > 0");
@@ -31,6 +41,6 @@ public record TrainSettings(String targetModel, LoraConfig lora, TrainerConfig t
     return new TrainSettings(targetModel, lora, new TrainerConfig(lr, t.epochs(), t.batchSize(),
         t.weightDecay(), t.warmupRatio(), t.maxGradNorm(), t.gradAccumulation(), t.seed(),
         t.neftuneAlpha(), t.normaliser(), t.checkpointEvery(), t.logEvery()), objective,
-        kdWeight, kdTemperature, teacher, seed, device);
+        kdWeight, kdTemperature, teacher, seed, device, adalora);
   }
 }

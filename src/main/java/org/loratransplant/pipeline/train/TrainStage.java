@@ -61,6 +61,10 @@ public final class TrainStage {
       }
       total += ex.weights().length;
     }
+    if (s.adalora() != null) {
+      return new Result(adaLora(data, target, s, adapterOut, extra), data.size(),
+          total == 0 ? 0 : kept / total);
+    }
     try (LoraAdapter adapter = LoraAdapter.create(s.lora(), target.config(),
         target.model().manager(), s.seed());
         Objectives.Closeable objective = Objectives.of(s, target)) {
@@ -72,6 +76,35 @@ public final class TrainStage {
       }).train(target, adapter, data, checkpoints);
       PeftFormat.write(adapter, adapterOut, extra);
       return new Result(r, data.size(), total == 0 ? 0 : kept / total);
+    }
+  }
+
+  /**
+   * An AdaLoRA trained on {@code data} (masked CE with the examples' weights) and written in
+   * PEFT's ADALORA layout. No checkpoints: an interrupted run trains again.
+   */
+  private static LoraTrainer.Result adaLora(List<TrainingExample> data, LanguageModel target,
+      TrainSettings s, Path adapterOut, Map<String, String> extra) {
+    long t0 = System.nanoTime();
+    org.loratransplant.lora.adalora.AdaLoraTrainer trainer =
+        new org.loratransplant.lora.adalora.AdaLoraTrainer(s.trainer());
+    int steps = trainer.steps(data.size());
+    var config = s.adalora().budget().config(s.lora(), s.adalora().initR(), s.lora().r(), steps);
+    try (var adapter = org.loratransplant.lora.adalora.AdaLoraAdapter.create(config,
+        target.config(), target.model().manager(), s.seed())) {
+      var r = trainer.train(target, adapter, data);
+      org.loratransplant.lora.adalora.AdaLoraFormat.write(adapter, adapterOut);
+      for (Map.Entry<String, String> e : extra.entrySet()) {
+        java.nio.file.Files.writeString(adapterOut.resolve(e.getKey()), e.getValue());
+      }
+      long tokens = 0;
+      for (TrainingExample ex : data) {
+        tokens += (long) ex.weights().length * s.trainer().epochs();
+      }
+      return new LoraTrainer.Result(r.losses(), r.losses().size(), tokens,
+          (System.nanoTime() - t0) / 1e9, 0);
+    } catch (java.io.IOException e) {
+      throw new java.io.UncheckedIOException(e);
     }
   }
 }
