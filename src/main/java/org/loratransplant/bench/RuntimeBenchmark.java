@@ -202,7 +202,8 @@ public final class RuntimeBenchmark {
    * {@code seqLen} tokens with a LoRA of rank 8 on {@code targets} (B random, so it matters).
    */
   public static Memory memory(Path dir, ai.djl.Device device, int batch, int seqLen,
-      java.util.Set<org.loratransplant.model.Projection> targets) {
+      java.util.Set<org.loratransplant.model.Projection> targets,
+      org.loratransplant.model.Precision precision) {
     long fileBytes = 0;
     double first = 0;
     double again = 0;
@@ -231,10 +232,12 @@ public final class RuntimeBenchmark {
     }
     double rssBefore = statusMb("VmRSS:");
     long t0 = System.nanoTime();
-    long c0 = cpu.getCurrentThreadCpuTime();
+    // The process's CPU time: the load fills tensors on several threads.
+    long c0 = processCpuNanos();
     try (LanguageModel lm = LanguageModel.load(dir, device)) {
       double loadS = (System.nanoTime() - t0) / 1e9;
-      double loadCpuS = (cpu.getCurrentThreadCpuTime() - c0) / 1e9;
+      double loadCpuS = (processCpuNanos() - c0) / 1e9;
+      lm.setPrecision(precision);
       double rss = statusMb("VmRSS:");
       double peakLoad = peakRssMb();
       boolean reset = resetPeakRss();
@@ -288,6 +291,11 @@ public final class RuntimeBenchmark {
   }
 
   /** Wall and CPU seconds to read {@code files} whole through one direct buffer. */
+  private static long processCpuNanos() {
+    return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
+        .getOperatingSystemMXBean()).getProcessCpuTime();
+  }
+
   private static double[] readAll(List<Path> files) throws IOException {
     java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocateDirect(16 << 20);
     java.lang.management.ThreadMXBean cpu = java.lang.management.ManagementFactory

@@ -119,7 +119,8 @@ public final class BenchRuntimeCommand implements Command {
     }
     RuntimeBenchmark.Memory r = RuntimeBenchmark.memory(dir,
         org.loratransplant.model.Devices.choose(o.get("device")), o.integer("memory-batch"),
-        o.integer("seq-len"), targets);
+        o.integer("seq-len"), targets, org.loratransplant.model.Precision.parse(
+            o.get("precision"), "--precision"));
     double gb = 1e9;
     if (o.has("json")) {
       System.out.printf(java.util.Locale.ROOT, "{\"workload\":\"memory\",\"file_gb\":%.3f,"

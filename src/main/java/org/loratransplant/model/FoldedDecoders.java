@@ -77,8 +77,16 @@ final class FoldedDecoders implements AutoCloseable {
       if (current != null) {
         retire(current);
       }
-      current = new Slot(FusedDecoder.of(model, adapter, precision), adapter, adapterVersion,
-          version, precision);
+      // In bf16 an adapter's decoder reuses the base decoder's bf16 copies of the weights it
+      // does not fold (all of them when the adapter runs beside): one copy, not two.
+      FusedDecoder shared = null;
+      if (adapter != null && precision == Precision.BF16) {
+        try (Lease b = acquire(null, precision)) {
+          shared = b.decoder();
+        }
+      }
+      current = new Slot(FusedDecoder.of(model, adapter, precision, shared), adapter,
+          adapterVersion, version, precision);
       builds++;
       if (adapter == null) {
         base = current;

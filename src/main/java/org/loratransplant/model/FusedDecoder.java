@@ -43,18 +43,28 @@ public final class FusedDecoder implements AutoCloseable {
   private final Precision precision;
 
   private FusedDecoder(NDManager manager, List<NDArray> weights, LlamaScript script,
-      long ownedBytes, boolean folded, Precision precision) {
+      long ownedBytes, boolean folded, Precision precision, List<NDArray> ownedArrays,
+      FusedDecoder reuse) {
     this.manager = manager;
     this.script = script;
     IValue list = IValue.listFrom(weights.stream().map(w -> (PtNDArray) w)
         .toArray(PtNDArray[]::new));
     if (precision == Precision.BF16) {
       // bf16 copies of the product weights, made inside the script (DJL cannot make bf16
-      // arrays); the list then holds them and no longer needs the float32 list.
-      try (list) {
-        this.weights = script.run("bf16_products", list);
+      // arrays): of this decoder's own (folded) products, and of the model's unless `reuse`
+      // (the base's bf16 decoder) already holds them.
+      boolean canReuse = reuse != null && reuse.precision == Precision.BF16;
+      boolean[] fresh = new boolean[weights.size()];
+      for (int j = 0; j < fresh.length; j++) {
+        NDArray wj = weights.get(j);
+        fresh[j] = !canReuse || ownedArrays.stream().anyMatch(a -> a == wj);
       }
-      ownedBytes += bf16Bytes(weights);
+      try (list; IValue freshFlags = IValue.listFrom(fresh)) {
+        // Without a decoder to reuse from every product is fresh, and `list` stands in.
+        this.weights = script.run("bf16_products", list, canReuse ? reuse.weights : list,
+            freshFlags);
+      }
+      ownedBytes += bf16Bytes(weights, fresh);
     } else {
       this.weights = list;
     }
@@ -63,12 +73,12 @@ public final class FusedDecoder implements AutoCloseable {
     this.precision = precision;
   }
 
-  /** Bytes of the bf16 copies {@code bf16_products} makes: the LM head and 4 products a layer. */
-  private static long bf16Bytes(List<NDArray> weights) {
-    long values = weights.get(1).size();
+  /** Bytes of the bf16 copies {@code bf16_products} makes: the fresh ones of its products. */
+  private static long bf16Bytes(List<NDArray> weights, boolean[] fresh) {
+    long values = fresh[1] ? weights.get(1).size() : 0;
     for (int j = 8; j < weights.size(); j++) {
       int k = (j - 8) % 18;
-      if (k == 2 || k == 6 || k == 10 || k == 14) {
+      if ((k == 2 || k == 6 || k == 10 || k == 14) && fresh[j]) {
         values += weights.get(j).size();
       }
     }
@@ -85,8 +95,17 @@ public final class FusedDecoder implements AutoCloseable {
 
   /** As above, its products in {@code precision}. */
   public static FusedDecoder of(LlamaModel model, Adapter adapter, Precision precision) {
+    return of(model, adapter, precision, null);
+  }
+
+  /**
+   * As above; in bf16, the model's products take the bf16 copies {@code base} (the base's
+   * decoder of the same weights, or null) holds instead of making their own.
+   */
+  static FusedDecoder of(LlamaModel model, Adapter adapter, Precision precision,
+      FusedDecoder base) {
     return of(model, adapter, LlamaScript.of(model.config(), model.manager().getDevice()), null,
-        precision);
+        precision, base);
   }
 
   /**
@@ -94,11 +113,11 @@ public final class FusedDecoder implements AutoCloseable {
    * fold} true or false forces how the adapter runs, null chooses by {@link #FOLD_LIMIT_BYTES}.
    */
   static FusedDecoder of(LlamaModel model, Adapter adapter, LlamaScript script, Boolean fold) {
-    return of(model, adapter, script, fold, Precision.FP32);
+    return of(model, adapter, script, fold, Precision.FP32, null);
   }
 
   private static FusedDecoder of(LlamaModel model, Adapter adapter, LlamaScript script,
-      Boolean fold, Precision precision) {
+      Boolean fold, Precision precision, FusedDecoder base) {
     if (adapter != null && !adapter.hasWeightDeltas()) {
       throw new IllegalArgumentException("inference runs adapters as low-rank products, and "
           + adapter + " has none");
@@ -158,7 +177,7 @@ public final class FusedDecoder implements AutoCloseable {
           tables[0], tables[1], eps, mean, model.finalNorm(), qScale));
       weights.addAll(layerWeights);
       long bytes = owned.stream().mapToLong(LlamaModel::bytes).sum();
-      return new FusedDecoder(m, weights, script, bytes, folding, precision);
+      return new FusedDecoder(m, weights, script, bytes, folding, precision, owned, base);
     } catch (RuntimeException ex) {
       m.close();
       throw ex;

@@ -27,15 +27,20 @@ class LlamaDecoder(Module):
   qkv_bias : bool
   o_bias : bool
   mlp_bias : bool
-  def bf16_products(self: __torch__.LlamaDecoder, w: List[Tensor]) -> List[Tensor]:
+  def bf16_products(self: __torch__.LlamaDecoder, w: List[Tensor], reuse: List[Tensor], fresh: List[bool]) -> List[Tensor]:
     # The weight list with the LM head and every layer's four product weights in bf16 (the
-    # embedding, norms, biases, tables and adapter factors stay float32). Cast here because
-    # DJL 0.35 cannot make bf16 arrays itself.
+    # embedding, norms, biases, tables and adapter factors stay float32). A product j with
+    # fresh[j] false takes reuse[j], the bf16 copy another decoder made of the same tensor, so
+    # the base's and the expert's decoders share one copy. Cast here because DJL 0.35 cannot
+    # make bf16 arrays itself.
     out = annotate(List[Tensor], [])
     for j in range(len(w)):
       k = (j - 8) % 18
       if j == 1 or (j >= 8 and (k == 2 or k == 6 or k == 10 or k == 14)):
-        out.append(w[j].to(15).contiguous())
+        if fresh[j]:
+          out.append(w[j].to(15).contiguous())
+        else:
+          out.append(reuse[j])
       else:
         out.append(w[j])
     return out

@@ -98,6 +98,17 @@ class Bf16PrecisionTest {
         worst = Math.max(worst, e[1]);
       }
       assertTrue(worst > 1e-4 && worst < 0.25, "max |err| " + worst);
+      // The expert's decoder takes the base decoder's bf16 copies of every product it does not
+      // fold (o, gate/up, the LM head here): it holds less than a second full copy.
+      LanguageModel.DecoderStats bf16 = lm.decoderStats();
+      lm.setPrecision(Precision.FP32);
+      lm.logprobs(List.of(new int[] {1}), List.of(new int[] {5, 6}), adapter, 4);
+      lm.logprobs(List.of(new int[] {1}), List.of(new int[] {5, 6}), null, 4);
+      LanguageModel.DecoderStats fp32 = lm.decoderStats();
+      assertTrue(bf16.baseDecoderBytes() > 0, "base bf16 copies");
+      long extra = bf16.adapterDecoderBytes() - fp32.adapterDecoderBytes();
+      assertTrue(extra > 0 && extra < bf16.baseDecoderBytes(), "the expert's decoder made "
+          + extra + " bytes of bf16 copies; the base's hold " + bf16.baseDecoderBytes());
     }
   }
 
