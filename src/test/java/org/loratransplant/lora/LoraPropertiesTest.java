@@ -40,7 +40,10 @@ class LoraPropertiesTest {
       int[] ids = lm.tokenizer().encode("Once upon a time there was a cat.", true);
       float[] base = HuggingFaceParityTest.lastLogitsAndHidden(lm, ids)[0];
       float[] adapted = HuggingFaceParityTest.lastLogitsAndHidden(lm, ids, a)[0];
-      assertArrayEquals(base, adapted, 0f);
+      // Equal up to float rounding: with an adapter each of q, k, v is a fresh array (its split
+      // view plus the delta), without one a strided view of the stacked product, and the
+      // attention products round differently on the two layouts (~3e-6 here).
+      assertArrayEquals(base, adapted, 1e-5f);
     }
   }
 
