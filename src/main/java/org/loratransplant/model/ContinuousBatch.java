@@ -26,8 +26,9 @@ import java.util.List;
  * rows ({@code keep_rows}).
  *
  * <p>A request's tokens do not depend on the others: its sampler is its own ({@link Sampler}),
- * its row sees only its own slots, so greedy output equals the request run alone (up to float
- * rounding of different batch shapes, which the tests find to leave greedy tokens unchanged).
+ * its row sees only its own slots, so its tokens equal the request run alone, as a static
+ * batch's do: up to float rounding of other batch shapes (from 64 rows on, products run on
+ * oneDNN rather than MKL), which the tests find to leave greedy and sampled tokens unchanged.
  */
 final class ContinuousBatch {
   /** Free rows wait until this fraction of the rows is free (see the class comment). */
@@ -284,6 +285,10 @@ final class ContinuousBatch {
     return out;
   }
 
+  /**
+   * As LanguageModel.copyInto (through a direct view), into the front of {@code dst}: a refill
+   * has fewer rows than a step.
+   */
   private static void copyInto(NDArray a, float[] dst) {
     java.nio.FloatBuffer f = ((PtNDArray) a).toByteBuffer(true).asFloatBuffer();
     f.get(dst, 0, f.remaining());
