@@ -328,7 +328,7 @@ public final class LanguageModel implements AutoCloseable {
         return null;
       });
     }
-    return Arrays.asList(out);
+    return new ArrayList<>(Arrays.asList(out));
   }
 
   private List<Generation> generateBatch(FusedDecoder decoder, List<int[]> prompts, long[] seeds,
