@@ -60,6 +60,61 @@ public final class RuntimeBenchmark {
     return new Figure("generate", batch, newTokens, batch * (double) newTokens / secs);
   }
 
+  /** Static and continuous batching on the same variable-length workload, tokens/s each. */
+  public record VariableFigure(int batch, int requests, int minNew, int maxNew, long tokens,
+      double staticTokensPerSecond, double continuousTokensPerSecond,
+      double staticTokensPerCpuSecond, double continuousTokensPerCpuSecond) {}
+
+  /**
+   * Generation where responses differ in length, as the generate stage's (which stop at a line
+   * end): {@code requests} prompts of 2 to 17 tokens (BOS and random ids), each with its own
+   * token limit drawn uniformly from {@code [minNew, maxNew]} (eos ignored, so both batchings
+   * make exactly the same tokens), sampled at temperature 1, top-p 0.9, {@code batch} at a time
+   * (static) or on {@code batch} cache rows (continuous). Tokens/s counts generated tokens.
+   */
+  public VariableFigure variableGeneration(int batch, int requests, int minNew, int maxNew) {
+    SplittableRandom rng = new SplittableRandom(3);
+    int v = lm.config().vocabSize();
+    List<int[]> prompts = new ArrayList<>();
+    long[] seeds = new long[requests];
+    int[] limits = new int[requests];
+    long tokens = 0;
+    for (int i = 0; i < requests; i++) {
+      int[] ids = new int[2 + rng.nextInt(16)];
+      ids[0] = lm.config().bosTokenId();
+      for (int j = 1; j < ids.length; j++) {
+        ids[j] = 3 + rng.nextInt(v - 3);
+      }
+      prompts.add(ids);
+      seeds[i] = i;
+      limits[i] = minNew + rng.nextInt(maxNew - minNew + 1);
+      tokens += limits[i];
+    }
+    GenerationParams p = new GenerationParams(maxNew, 1.0, 0.9, new int[0]);
+    // The two alternate, repeat by repeat, so a change in the machine's load hits both alike;
+    // the process's CPU seconds are reported beside the wall clock, being less sensitive to it.
+    LanguageModel.Batching[] modes = LanguageModel.Batching.values();
+    double[][] wall = new double[modes.length][repeats];
+    double[][] cpu = new double[modes.length][repeats];
+    for (LanguageModel.Batching m : modes) {
+      lm.generate(prompts, seeds, limits, p, null, batch, m, null); // warm-up
+    }
+    for (int i = 0; i < repeats; i++) {
+      for (LanguageModel.Batching m : modes) {
+        long c0 = processCpuNanos();
+        long t0 = System.nanoTime();
+        lm.generate(prompts, seeds, limits, p, null, batch, m, null);
+        wall[m.ordinal()][i] = (System.nanoTime() - t0) / 1e9;
+        cpu[m.ordinal()][i] = (processCpuNanos() - c0) / 1e9;
+      }
+    }
+    int st = LanguageModel.Batching.STATIC.ordinal();
+    int co = LanguageModel.Batching.CONTINUOUS.ordinal();
+    return new VariableFigure(batch, requests, minNew, maxNew, tokens,
+        tokens / middle(wall[st]), tokens / middle(wall[co]), tokens / middle(cpu[st]),
+        tokens / middle(cpu[co]));
+  }
+
   /**
    * Scoring as the score stage runs it: every pair through the expert (the base with a LoRA,
    * r 8 on q/v with random non-zero A and B) and through the amateur (the base alone). Tokens
@@ -151,6 +206,17 @@ public final class RuntimeBenchmark {
       prompts.add(new int[] {lm.config().bosTokenId()});
       responses.add(seq);
     }
+  }
+
+  private static double middle(double[] values) {
+    double[] v = values.clone();
+    java.util.Arrays.sort(v);
+    return v[v.length / 2];
+  }
+
+  private static long processCpuNanos() {
+    return ((com.sun.management.OperatingSystemMXBean)
+        java.lang.management.ManagementFactory.getOperatingSystemMXBean()).getProcessCpuTime();
   }
 
   private double median(java.util.function.Supplier<?> work) {
@@ -291,11 +357,6 @@ public final class RuntimeBenchmark {
   }
 
   /** Wall and CPU seconds to read {@code files} whole through one direct buffer. */
-  private static long processCpuNanos() {
-    return ((com.sun.management.OperatingSystemMXBean) java.lang.management.ManagementFactory
-        .getOperatingSystemMXBean()).getProcessCpuTime();
-  }
-
   private static double[] readAll(List<Path> files) throws IOException {
     java.nio.ByteBuffer buf = java.nio.ByteBuffer.allocateDirect(16 << 20);
     java.lang.management.ThreadMXBean cpu = java.lang.management.ManagementFactory

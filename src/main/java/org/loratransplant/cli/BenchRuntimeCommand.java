@@ -33,6 +33,14 @@ public final class BenchRuntimeCommand implements Command {
             + "steps (0: never)", "100")
         .value("seq-len", "T", "scoring/training sequence length", "128")
         .value("new-tokens", "N", "tokens generated per request", "128")
+        .value("variable-batches", "B,..", "batch sizes (cache rows) of generation with "
+            + "responses of different lengths, static and continuous batching side by side "
+            + "(empty: skip)", "")
+        .value("variable-tokens", "MIN-MAX", "with --variable-batches: each request's new-token "
+            + "limit, drawn uniformly from this range", "8-128")
+        .value("variable-requests", "K", "with --variable-batches: requests per figure, as a "
+            + "multiple of the batch size (the gain grows with it: each run ends on a tail "
+            + "where rows drain with nothing left to take)", "16")
         .value("lanes", "L,..", "threads per batch to measure scoring and generation with "
             + "(each runs a part of the batch on its own thread)", "1,2")
         .value("repeats", "R", "timed repeats per figure (median reported)", "3")
@@ -53,6 +61,11 @@ public final class BenchRuntimeCommand implements Command {
         throw new UsageException("--lanes: each count must be at least 1, got " + lanes);
       }
     }
+    int[] range = variableTokens(o.get("variable-tokens"));
+    if (o.integer("variable-requests") < 1) {
+      throw new UsageException("--variable-requests must be at least 1, got "
+          + o.integer("variable-requests"));
+    }
     if (o.has("memory")) {
       return memory(o);
     }
@@ -63,6 +76,12 @@ public final class BenchRuntimeCommand implements Command {
       String inference = m.model().precision().label();
       int t = Math.min(o.integer("seq-len"), m.model().config().maxPositions());
       int n = Math.min(o.integer("new-tokens"), m.model().config().maxPositions() - 1);
+      // The longest prompt of the variable workload is 17 tokens.
+      int room = m.model().config().maxPositions() - 17;
+      if (o.integers("variable-batches").length > 0 && range[1] > room) {
+        throw new UsageException("--variable-tokens: at most " + room + " on this model (its "
+            + "context less the longest prompt), got " + range[1]);
+      }
       for (int lanes : o.integers("lanes")) {
         m.model().setLanes(lanes);
         for (int batch : o.integers("score-batches")) {
@@ -70,6 +89,10 @@ public final class BenchRuntimeCommand implements Command {
         }
         for (int batch : o.integers("generate-batches")) {
           figures.add(report(b.generation(batch, n), lanes, o.has("json"), inference));
+        }
+        for (int batch : o.integers("variable-batches")) {
+          reportVariable(b.variableGeneration(batch, batch * o.integer("variable-requests"),
+              range[0], range[1]), lanes, o.has("json"));
         }
       }
       m.model().setLanes(1);
@@ -161,6 +184,46 @@ public final class BenchRuntimeCommand implements Command {
           / r.weightBytes(), o.integer("memory-batch"), o.integer("seq-len"), r.scoreS());
     }
     return 0;
+  }
+
+  /** MIN-MAX of --variable-tokens, checked: 1 <= MIN <= MAX. */
+  private static int[] variableTokens(String text) {
+    String[] parts = text.split("-");
+    try {
+      if (parts.length == 2) {
+        int lo = Integer.parseInt(parts[0].trim());
+        int hi = Integer.parseInt(parts[1].trim());
+        if (1 <= lo && lo <= hi) {
+          return new int[] {lo, hi};
+        }
+      }
+    } catch (NumberFormatException e) {
+      // falls through to the message below
+    }
+    throw new UsageException("--variable-tokens: expected MIN-MAX with 1 <= MIN <= MAX, got '"
+        + text + "'");
+  }
+
+  private static void reportVariable(RuntimeBenchmark.VariableFigure f, int lanes,
+      boolean json) {
+    if (json) {
+      System.out.printf(java.util.Locale.ROOT, "{\"workload\":\"generate-variable\","
+          + "\"batch\":%d,\"requests\":%d,\"min_new\":%d,\"max_new\":%d,\"tokens\":%d,"
+          + "\"static_tokens_per_s\":%.1f,\"continuous_tokens_per_s\":%.1f,"
+          + "\"static_tokens_per_cpu_s\":%.1f,\"continuous_tokens_per_cpu_s\":%.1f,"
+          + "\"lanes\":%d}%n", f.batch(), f.requests(), f.minNew(), f.maxNew(), f.tokens(),
+          f.staticTokensPerSecond(), f.continuousTokensPerSecond(),
+          f.staticTokensPerCpuSecond(), f.continuousTokensPerCpuSecond(), lanes);
+    } else {
+      System.out.printf(java.util.Locale.ROOT, "%-9s batch %4d  new %d-%d x %d  lanes %d  "
+          + "static %8.0f  continuous %8.0f tokens/s (%.2fx); per CPU-second %8.0f / %8.0f "
+          + "(%.2fx)%n", "variable", f.batch(), f.minNew(), f.maxNew(), f.requests(), lanes,
+          f.staticTokensPerSecond(), f.continuousTokensPerSecond(),
+          f.continuousTokensPerSecond() / f.staticTokensPerSecond(),
+          f.staticTokensPerCpuSecond(), f.continuousTokensPerCpuSecond(),
+          f.continuousTokensPerCpuSecond() / f.staticTokensPerCpuSecond());
+    }
+    System.out.flush();
   }
 
   private static RuntimeBenchmark.Figure report(RuntimeBenchmark.Figure f, int lanes,

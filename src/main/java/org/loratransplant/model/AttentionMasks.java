@@ -46,6 +46,25 @@ final class AttentionMasks {
     return m;
   }
 
+  /**
+   * One query per row of a continuously batched cache ({@link ContinuousBatch}): row r's
+   * request sits at slots {@code start[r]..slot[r]} (slot r is its query's; key j is at position
+   * {@code j - start[r]}); a row with {@code slot[r] < 0} is idle and sees nothing. {@code
+   * (B, 1, 1, 1, S)} flattened.
+   */
+  static float[] rows(int[] start, int[] slot, int s, int window) {
+    float[] m = new float[start.length * s];
+    java.util.Arrays.fill(m, BLOCKED);
+    for (int r = 0; r < start.length; r++) {
+      for (int j = start[r]; j <= slot[r]; j++) {
+        if (visible(slot[r] - start[r], j - start[r], window)) {
+          m[r * s + j] = 0f;
+        }
+      }
+    }
+    return m;
+  }
+
   private static boolean visible(int query, int key, int window) {
     return key <= query && (window <= 0 || query - key < window);
   }

@@ -359,6 +359,60 @@ public final class FusedDecoder implements AutoCloseable {
     }
   }
 
+  /** An empty cache of {@code rows} rows of {@code capacity} slots, for continuous batching. */
+  KvCache newCache(int rows, int capacity) {
+    try (IValue r = IValue.from((long) rows);
+        IValue cap = IValue.from((long) capacity)) {
+      return new KvCache(script.run("new_cache", weights, r, cap), capacity);
+    }
+  }
+
+  /**
+   * Runs left-padded prompts into the cache rows {@code rows} at slots {@code 0..T-1}; the
+   * other rows are untouched.
+   *
+   * @param rows {@code (n)} int64 row indices
+   * @param mask additive mask {@code (n, 1, T, 1, T)}
+   * @return the last position's {@code (n, V)} logits or probabilities, as {@link #prefill}
+   */
+  NDArray prefillRows(KvCache cache, NDArray rows, NDArray ids, NDArray positions,
+      NDArray mask, double temperature, NDManager scope) {
+    if (ids.getShape().get(1) > cache.capacity()) {
+      throw new IllegalStateException("the cache holds " + cache.capacity() + " slots; a "
+          + "prompt needs " + ids.getShape().get(1));
+    }
+    try (Inputs in = new Inputs(rows, ids, positions, mask);
+        IValue temp = IValue.from(temperature)) {
+      return tensor(script.run("prefill_rows", weights, cache.handle(), in.get(0), in.get(1),
+          in.get(2), in.get(3), temp), scope);
+    }
+  }
+
+  /**
+   * One token per cache row at the row's own slot: {@code ids} and {@code positions} are
+   * {@code (B, 1)}, {@code slots} {@code (B)} int64, {@code mask} {@code (B, 1, 1, 1, S)} over
+   * the first S slots. Returns as {@link #step}.
+   */
+  NDArray stepRows(KvCache cache, NDArray ids, NDArray positions, NDArray slots, NDArray mask,
+      double temperature, NDManager scope) {
+    if (mask.getShape().get(4) > cache.capacity()) {
+      throw new IllegalStateException("the cache holds " + cache.capacity() + " slots; asked "
+          + "for " + mask.getShape().get(4));
+    }
+    try (Inputs in = new Inputs(ids, positions, slots, mask);
+        IValue temp = IValue.from(temperature)) {
+      return tensor(script.run("step_rows", weights, cache.handle(), in.get(0), in.get(1),
+          in.get(2), in.get(3), temp), scope);
+    }
+  }
+
+  /** A new cache of {@code rows} ({@code (n)} int64) of {@code cache}, which stays open. */
+  KvCache keepRows(KvCache cache, NDArray rows) {
+    try (Inputs in = new Inputs(rows)) {
+      return new KvCache(script.run("keep_rows", cache.handle(), in.get(0)), cache.capacity());
+    }
+  }
+
   /** What {@link #prefill} returns. */
   public record Prefill(NDArray output, KvCache cache) {}
 

@@ -5,7 +5,8 @@ import ai.djl.pytorch.jni.IValue;
 /**
  * The keys and values of one batch's decoding: a list of per-layer {@code (B, K, capacity, D)}
  * tensors that live inside libtorch, made by {@link FusedDecoder#prefill} and written in place
- * by each {@link FusedDecoder#step}. Java holds only the handle, so a step passes the whole
+ * by each {@link FusedDecoder#step} (continuous batching: made by {@code newCache}, its rows
+ * filled by {@code prefillRows} and advanced by {@code stepRows}). Java holds only the handle, so a step passes the whole
  * cache back without copying it or crossing JNI once per tensor.
  */
 public final class KvCache implements AutoCloseable {

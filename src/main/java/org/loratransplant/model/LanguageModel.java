@@ -219,16 +219,73 @@ public final class LanguageModel implements AutoCloseable {
 
   /**
    * Samples a continuation of every prompt, {@code batchSize} prompts at a time, left-padded,
-   * with a KV cache. {@code seeds[i]} drives request i's sampler alone.
+   * with a KV cache (static batches: each runs until its longest request ends). {@code seeds[i]}
+   * drives request i's sampler alone.
    */
   public List<Generation> generate(List<int[]> prompts, long[] seeds, GenerationParams params,
       Adapter adapter, int batchSize) {
+    return generate(prompts, seeds, null, params, adapter, batchSize, Batching.STATIC, null);
+  }
+
+  /** How {@link #generate} groups requests. */
+  public enum Batching {
+    /** Batches of {@code batchSize} prompts, each run until its longest request ends. */
+    STATIC,
+    /**
+     * {@code batchSize} cache rows; a finished request's row takes the next prompt while the
+     * others decode on ({@link ContinuousBatch}). Same tokens as {@link #STATIC}.
+     */
+    CONTINUOUS
+  }
+
+  /** Told of each request as it ends; may be called from several threads (lanes) at once. */
+  @FunctionalInterface
+  public interface Finished {
+    void accept(int request, Generation generation);
+  }
+
+  /**
+   * {@link #generate} with each request's own token limit and a choice of batching.
+   *
+   * @param limits request i generates at most {@code limits[i]} tokens ({@code <=
+   *     params.maxNewTokens()}); null: {@code params.maxNewTokens()} each
+   * @param finished told of each request as it ends (static batches: when the batch ends), with
+   *     its index in {@code prompts}; or null
+   */
+  public List<Generation> generate(List<int[]> prompts, long[] seeds, int[] limits,
+      GenerationParams params, Adapter adapter, int batchSize, Batching batching,
+      Finished finished) {
     if (seeds.length != prompts.size()) {
       throw new IllegalArgumentException(prompts.size() + " prompts but " + seeds.length
           + " seeds");
     }
+    if (batchSize < 1) {
+      throw new IllegalArgumentException("batch size must be at least 1, got " + batchSize);
+    }
+    int[] lim = limits != null ? limits.clone() : new int[prompts.size()];
+    if (limits == null) {
+      Arrays.fill(lim, params.maxNewTokens());
+    } else if (limits.length != prompts.size()) {
+      throw new IllegalArgumentException(prompts.size() + " prompts but " + limits.length
+          + " token limits");
+    }
+    for (int i = 0; i < lim.length; i++) {
+      if (lim[i] < 0 || lim[i] > params.maxNewTokens()) {
+        throw new IllegalArgumentException("request " + i + ": token limit " + lim[i]
+            + " outside [0, " + params.maxNewTokens() + "]");
+      }
+    }
     if (adapter != null && !adapter.hasWeightDeltas()) {
-      return eagerGenerate(prompts, seeds, params, adapter);
+      List<Generation> out = eagerGenerate(prompts, seeds, lim, params, adapter);
+      if (finished != null) {
+        for (int i = 0; i < out.size(); i++) {
+          finished.accept(i, out.get(i));
+        }
+      }
+      return out;
+    }
+    if (batching == Batching.CONTINUOUS) {
+      return continuous(prompts, seeds, lim, params, adapter, batchSize, finished);
     }
     List<Generation> out = new ArrayList<>(prompts.size());
     try (FoldedDecoders.Lease decoder = decoders.acquire(adapter, precision)) {
@@ -238,16 +295,57 @@ public final class LanguageModel implements AutoCloseable {
         int lanes = this.lanes;
         for (List<Generation> part : Lanes.run(end - start, lanes, (from, to) ->
             generateBatch(decoder.decoder(), prompts.subList(first + from, first + to),
-                Arrays.copyOfRange(seeds, first + from, first + to), params, lanes))) {
+                Arrays.copyOfRange(seeds, first + from, first + to),
+                Arrays.copyOfRange(lim, first + from, first + to), params, lanes))) {
           out.addAll(part);
+        }
+        if (finished != null) {
+          for (int i = first; i < end; i++) {
+            finished.accept(i, out.get(i));
+          }
         }
       }
     }
     return out;
   }
 
+  /**
+   * Continuous batching: the requests split into one contiguous part per lane, each part on
+   * its own {@code ceil(batchSize / lanes)} cache rows, as a static batch splits across lanes.
+   */
+  private List<Generation> continuous(List<int[]> prompts, long[] seeds, int[] limits,
+      GenerationParams params, Adapter adapter, int batchSize, Finished finished) {
+    int n = prompts.size();
+    for (int i = 0; i < n; i++) {
+      int[] prompt = prompts.get(i);
+      if (prompt.length == 0) {
+        throw new IllegalArgumentException("prompt " + i + " is empty (start it with BOS)");
+      }
+      checkIds(prompt, "prompt " + i);
+      if (prompt.length > config().maxPositions()) {
+        throw new IllegalArgumentException("a prompt has " + prompt.length + " tokens, more "
+            + "than the model's " + config().maxPositions() + " positions");
+      }
+    }
+    int lanes = this.lanes;
+    int rows = (batchSize + lanes - 1) / lanes;
+    Generation[] out = new Generation[n];
+    try (FoldedDecoders.Lease decoder = decoders.acquire(adapter, precision)) {
+      Lanes.run(n, lanes, (from, to) -> {
+        Finished report = finished == null ? null
+            : (i, g) -> finished.accept(from + i, g);
+        Generation[] part = new ContinuousBatch(decoder.decoder(), config(), model.manager(),
+            prompts.subList(from, to), Arrays.copyOfRange(seeds, from, to),
+            Arrays.copyOfRange(limits, from, to), params, lanes, report).run(rows);
+        System.arraycopy(part, 0, out, from, part.length);
+        return null;
+      });
+    }
+    return new ArrayList<>(Arrays.asList(out));
+  }
+
   private List<Generation> generateBatch(FusedDecoder decoder, List<int[]> prompts, long[] seeds,
-      GenerationParams params, int lanes) {
+      int[] limits, GenerationParams params, int lanes) {
     int b = prompts.size();
     int vocab = config().vocabSize();
     int window = config().slidingWindow();
@@ -284,12 +382,19 @@ public final class LanguageModel implements AutoCloseable {
     }
     // The last forward runs at position maxPositions - 1; the token it picks is kept but never
     // fed back (run.c does the same at seq_len).
-    int maxSteps = Math.min(params.maxNewTokens(), config().maxPositions() - p + 1);
+    int maxSteps = Math.min(Arrays.stream(limits).max().orElse(0),
+        config().maxPositions() - p + 1);
     double temperature = samplers[0].wantsProbabilities() ? params.temperature() : 0;
     float[] logits = new float[b * vocab]; // each step's (B, V) output, reused
     KvCache cache = null;
+    int active = b;
+    for (int r = 0; r < b; r++) {
+      if (limits[r] == 0) { // nothing to generate: the row only pads the batch
+        finish[r] = "length";
+        active--;
+      }
+    }
     try (NDManager scope = model.manager().newSubManager()) {
-      int active = b;
       int slot = 0; // key slots consumed so far
       int step = 0;
       long[] stepIds = ids;
@@ -332,7 +437,7 @@ public final class LanguageModel implements AutoCloseable {
           }
           generated.get(r).add(tok);
           nextIds[r] = tok;
-          if (generated.get(r).size() >= params.maxNewTokens()) {
+          if (generated.get(r).size() >= limits[r]) {
             finish[r] = "length";
             active--;
           } else if (pos >= config().maxPositions()) {
@@ -409,7 +514,7 @@ public final class LanguageModel implements AutoCloseable {
    * {@link #generate} for an adapter without dense deltas: one request at a time, each step a
    * full eager forward over the sequence so far (no KV cache). Same samplers and stopping rules.
    */
-  private List<Generation> eagerGenerate(List<int[]> prompts, long[] seeds,
+  private List<Generation> eagerGenerate(List<int[]> prompts, long[] seeds, int[] limits,
       GenerationParams params, Adapter adapter) {
     int vocab = config().vocabSize();
     List<Generation> out = new ArrayList<>(prompts.size());
@@ -424,7 +529,7 @@ public final class LanguageModel implements AutoCloseable {
             + "than the model's " + config().maxPositions() + " positions");
       }
       Sampler sampler = new Sampler(params, seeds[r], vocab);
-      int maxSteps = Math.min(params.maxNewTokens(), config().maxPositions() - prompt.length + 1);
+      int maxSteps = Math.min(limits[r], config().maxPositions() - prompt.length + 1);
       List<Integer> seq = new ArrayList<>();
       for (int id : prompt) {
         seq.add(id);
@@ -459,7 +564,7 @@ public final class LanguageModel implements AutoCloseable {
         }
         generated.add(tok);
         seq.add(tok);
-        if (generated.size() >= params.maxNewTokens()) {
+        if (generated.size() >= limits[r]) {
           finish = "length";
           break;
         }

@@ -30,7 +30,10 @@ import org.slf4j.LoggerFactory;
  *
  * <p>Methods (see the source for shapes): {@code score} returns teacher-forced log-probs,
  * {@code prefill} runs a prompt and returns the last position's logits (or probabilities) with
- * a fresh key/value cache, {@code step} extends that cache in place by the new positions.
+ * a fresh key/value cache, {@code step} extends that cache in place by the new positions;
+ * continuous batching ({@link ContinuousBatch}) uses {@code new_cache}, {@code prefill_rows}
+ * (prompts into some rows of a cache), {@code step_rows} (a token per row at the row's own slot)
+ * and {@code keep_rows}.
  */
 final class LlamaScript {
   /**

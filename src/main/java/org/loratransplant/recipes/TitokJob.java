@@ -119,9 +119,11 @@ public final class TitokJob {
 
   /** Refuses an output directory that holds a run of other settings, unless forced. */
   private void checkRun() {
-    // lt.titok.max-failed-fraction changes no output: raising it after a failed stage resumes
+    // lt.titok.max-failed-fraction changes no output: raising it after a failed stage resumes;
+    // nor does generation.continuous-batching (the same tokens as static batches)
     String runHash = org.loratransplant.pipeline.Keys.of(settings.config().withoutPath("eval")
-        .withoutPath("device").withoutPath("titok.max-failed-fraction"));
+        .withoutPath("device").withoutPath("titok.max-failed-fraction")
+        .withoutPath("titok.generation.continuous-batching"));
     String previous = store.completedHash("run");
     if (previous != null && !previous.equals(runHash) && !force) {
       throw new IllegalArgumentException(s.out() + " holds a run with other settings; use "

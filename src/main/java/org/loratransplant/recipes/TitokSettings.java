@@ -19,6 +19,8 @@ import org.loratransplant.select.TokenSelection;
  *     sample (the paper)
  * @param maxFailedFraction the share of a stage's samples that may fail (recorded in the failed
  *     table and left out) before the stage fails
+ * @param continuousBatching the generate stage refills a finished sample's cache row at once
+ *     (default) instead of running static batches; the same tokens either way
  */
 public record TitokSettings(String out, String sourceModel, String sourceAdapter,
     String expertConf, String targetModel, int samples, int poolFactor, double kPercent,
@@ -26,7 +28,8 @@ public record TitokSettings(String out, String sourceModel, String sourceAdapter
     double rougeThreshold, double temperature, double topP, int maxQueryTokens,
     int maxResponseTokens, int maxRounds, int generateBatch, int scoreBatch, int partitions,
     long seed, String device, String answerTemplate, String exampleTemplate,
-    String queryTemplate, double maxFailedFraction, Precision precision)
+    String queryTemplate, double maxFailedFraction, Precision precision,
+    boolean continuousBatching)
     implements Serializable {
 
   public static TitokSettings from(Experiment exp) {
@@ -52,7 +55,9 @@ public record TitokSettings(String out, String sourceModel, String sourceAdapter
           exp.prompt("example", java.util.Set.of("input", "target")).text(),
           exp.prompt("query-generation", java.util.Set.of("examples")).text(),
           t.getDouble("max-failed-fraction"),
-          Precision.parse(t.getString("precision"), "precision"));
+          Precision.parse(t.getString("precision"), "precision"),
+          !t.hasPath("generation.continuous-batching")
+              || t.getBoolean("generation.continuous-batching"));
       s.validate();
       return s;
     } catch (ConfigException | IllegalArgumentException e) {

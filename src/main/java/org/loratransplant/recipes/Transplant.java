@@ -252,7 +252,8 @@ public final class Transplant {
     } else if (m.evaluateOnly().isEmpty()) {
       PoolStages pool = new PoolStages(spark, pool(), split.seedExamples(t.seedExamples()),
           poolStore, sourceFingerprint(), Keys.of(exp.taskFile().toAbsolutePath().normalize(),
-              exp.testFraction(), exp.splitSeed(), t.seedExamples()), t.maxFailedFraction());
+              exp.testFraction(), exp.splitSeed(), t.seedExamples()), t.maxFailedFraction(),
+          t.continuousBatching());
       stages.add(pool.generate());
       stages.add(pool.score());
       String upstream = pool.scoreKey();

@@ -79,6 +79,88 @@ class LlamaDecoder(Module):
     b = ids.size(0)
     x = self.residual(w, ids, self.table(w[2], positions), self.table(w[3], positions), mask, cache, slot)
     return self.last(w, x, b, temperature)
+  # Continuous batching: a cache of a fixed number of rows, each holding one request at its own
+  # slots; a finished request's row is refilled by prefill_rows while the others decode on, and
+  # step_rows advances every row by one token at that row's own slot and position.
+  def new_cache(self: __torch__.LlamaDecoder, w: List[Tensor], rows: int, capacity: int) -> List[Tensor]:
+    # An empty cache of `rows` rows of `capacity` slots, in prefill's layout.
+    cache = annotate(List[Tensor], [])
+    for i in range(self.layers):
+      cache.append(torch.zeros([rows, self.kv_heads, self.head_dim, capacity], dtype=w[0].dtype, device=w[0].device))
+      cache.append(torch.zeros([rows, self.kv_heads, capacity, self.head_dim], dtype=w[0].dtype, device=w[0].device))
+    return cache
+  def prefill_rows(self: __torch__.LlamaDecoder, w: List[Tensor], cache: List[Tensor], rows: Tensor, ids: Tensor, positions: Tensor, mask: Tensor, temperature: float) -> Tensor:
+    # Left-padded prompts (n, T) into cache rows `rows` (n,) int64 at slots 0..T-1, the other
+    # rows untouched: prefill's computation on a scratch cache of T slots, copied into the rows.
+    # Slots from T on keep what the row's previous request left; the row's mask hides them.
+    b = ids.size(0)
+    t = ids.size(1)
+    scratch = annotate(List[Tensor], [])
+    for i in range(self.layers):
+      scratch.append(torch.zeros([b, self.kv_heads, self.head_dim, t], dtype=w[0].dtype, device=w[0].device))
+      scratch.append(torch.zeros([b, self.kv_heads, t, self.head_dim], dtype=w[0].dtype, device=w[0].device))
+    x = self.residual(w, ids, self.table(w[2], positions), self.table(w[3], positions), mask, scratch, 0)
+    for i in range(self.layers):
+      cache[2 * i].narrow(3, 0, t).index_copy_(0, rows, scratch[2 * i])
+      cache[2 * i + 1].narrow(2, 0, t).index_copy_(0, rows, scratch[2 * i + 1])
+    return self.last(w, x, b, temperature)
+  def step_rows(self: __torch__.LlamaDecoder, w: List[Tensor], cache: List[Tensor], ids: Tensor, positions: Tensor, slots: Tensor, mask: Tensor, temperature: float) -> Tensor:
+    # One token per row, ids and positions (B, 1), written at the row's own slot (slots (B,)
+    # int64); mask (B, 1, 1, 1, S) over the first S slots says which keys each row sees.
+    b = ids.size(0)
+    x = self.residual_rows(w, ids, self.table(w[2], positions), self.table(w[3], positions), mask, cache, slots)
+    return self.last(w, x, b, temperature)
+  def keep_rows(self: __torch__.LlamaDecoder, cache: List[Tensor], rows: Tensor) -> List[Tensor]:
+    # A smaller cache of the rows `rows` (n,) int64 only: once no request waits, the rows still
+    # decoding stop paying for the finished ones.
+    out = annotate(List[Tensor], [])
+    for c in cache:
+      out.append(c.index_select(0, rows))
+    return out
+  def residual_rows(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, cache: List[Tensor], slots: Tensor) -> Tensor:
+    # residual for one position per row at per-row slots: the same layer, only the cache write
+    # (a scatter at each row's slot instead of one shared narrow) and the key range differ.
+    # Keep the two in step.
+    b = ids.size(0)
+    t = 1
+    s = mask.size(4)
+    hd = self.heads * self.head_dim
+    kd = self.kv_heads * self.head_dim
+    half = self.head_dim // 2
+    kslots = slots.view([b, 1, 1, 1]).expand([b, self.kv_heads, self.head_dim, 1])
+    vslots = slots.view([b, 1, 1, 1]).expand([b, self.kv_heads, 1, self.head_dim])
+    x = torch.embedding(w[0], ids.view([-1]))
+    for i in range(self.layers):
+      base = 8 + 18 * i
+      h = self.norm(w, x, w[base])
+      qkv = self.low_rank(w, base + 2, h, self.proj(h, w[base + 2]))
+      if self.qkv_bias:
+        qkv = qkv + w[base + 3]
+      parts = qkv.split([hd + kd, kd], 1)
+      qk = parts[0].view([b, t, self.heads + self.kv_heads, self.head_dim])
+      rotated = torch.cat([qk.narrow(3, half, half).neg(), qk.narrow(3, 0, half)], 3)
+      qk = torch.addcmul(qk * cos, rotated, sin).view([b * t, hd + kd]).split([hd, kd], 1)
+      q = qk[0] * w[7]
+      k = qk[1].view([b, t, self.kv_heads, self.head_dim]).permute([0, 2, 3, 1])
+      v = parts[1].view([b, t, self.kv_heads, self.head_dim]).transpose(1, 2)
+      kc = cache[2 * i]
+      vc = cache[2 * i + 1]
+      kc.scatter_(3, kslots, k)
+      vc.scatter_(2, vslots, v)
+      a = self.attend(q, kc.narrow(3, 0, s), vc.narrow(2, 0, s), mask, b, t, 0)
+      x = self.low_rank(w, base + 6, a, self.proj_add(a, w[base + 6], x))
+      if self.o_bias:
+        x = x + w[base + 7]
+      h = self.norm(w, x, w[base + 1])
+      gu = self.low_rank(w, base + 10, h, self.proj(h, w[base + 10]))
+      if self.mlp_bias:
+        gu = gu + w[base + 11]
+      gu = gu.split([self.inter, self.inter], 1)
+      m = torch.silu(gu[0]) * gu[1]
+      x = self.low_rank(w, base + 14, m, self.proj_add(m, w[base + 14], x))
+      if self.mlp_bias:
+        x = x + w[base + 15]
+    return x
   def last(self: __torch__.LlamaDecoder, w: List[Tensor], x: Tensor, b: int, temperature: float) -> Tensor:
     # (B, V) logits of each row's last position, or their softmax at `temperature` when it is > 0.
     e = x.size(1)

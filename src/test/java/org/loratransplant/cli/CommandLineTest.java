@@ -81,6 +81,26 @@ class CommandLineTest {
   }
 
   @Test
+  void benchRuntimeComparesStaticAndContinuousBatching() throws Exception {
+    Run bad = run("bench-runtime", "--model", "no-such-model", "--variable-tokens", "9-3");
+    assertEquals(2, bad.code());
+    assertTrue(bad.err().contains("--variable-tokens") && bad.err().contains("'9-3'"),
+        bad.err());
+    Run r = run("bench-runtime", "--model", SharedData.model("stories260K").toString(),
+        "--score-batches", "", "--generate-batches", "", "--expert-batches", "",
+        "--train-batches", "", "--lanes", "1", "--variable-batches", "2",
+        "--variable-tokens", "2-6", "--variable-requests", "3", "--repeats", "1", "--json");
+    assertEquals(0, r.code(), r.err());
+    JsonNode line = new ObjectMapper().readTree(r.out().lines()
+        .filter(l -> l.contains("generate-variable")).findFirst().orElseThrow());
+    assertEquals(6, line.get("requests").asInt());
+    assertTrue(line.get("tokens").asInt() >= 12 && line.get("tokens").asInt() <= 36,
+        line.toString());
+    assertTrue(line.get("static_tokens_per_s").asDouble() > 0
+        && line.get("continuous_tokens_per_s").asDouble() > 0, line.toString());
+  }
+
+  @Test
   void logprobsWithAdapterMatchesPeftAndMergedAgrees() throws Exception {
     String base = SharedData.hfReference("tiny-llama3").toString();
     String adapter = SharedData.hfReference("peft-tiny-llama3-lora").toString();

@@ -36,9 +36,13 @@ public final class GenerateStage {
   /**
    * The raw (not yet de-duplicated) pool rows of sample ids {@code [from, to)}: sample_id, query,
    * response and finish reasons.
+   *
+   * @param continuous continuous batching: each partition's queries, then its answers, run on
+   *     {@code generateBatch} cache rows, a finished sample's row taking the next prompt at once;
+   *     else static batches of {@code generateBatch} samples, each waiting for its longest
    */
   public static Dataset<Row> generate(SparkSession spark, PoolSettings s,
-      List<TaskExample> seeds, long from, long to, Progress progress) {
+      List<TaskExample> seeds, long from, long to, Progress progress, boolean continuous) {
     PromptTemplate example = new PromptTemplate("example", s.exampleTemplate());
     StringBuilder shots = new StringBuilder();
     for (TaskExample e : seeds) {
@@ -48,7 +52,8 @@ public final class GenerateStage {
     String queryPrompt = new PromptTemplate("query-generation", s.queryTemplate())
         .render(Map.of("examples", shots.toString()));
     Dataset<Long> ids = spark.range(from, to, 1, s.partitions()).as(Encoders.LONG());
-    return ids.mapPartitions(new Writer(s, queryPrompt, progress.done(), progress.tokens()),
+    return ids.mapPartitions(new Writer(s, queryPrompt, progress.done(), progress.tokens(),
+        continuous),
         Encoders.row(Tables.POOL.schema()));
   }
 
@@ -58,12 +63,15 @@ public final class GenerateStage {
     private final String queryPrompt;
     private final LongAccumulator done;
     private final LongAccumulator tokens;
+    private final boolean continuous;
 
-    Writer(PoolSettings s, String queryPrompt, LongAccumulator done, LongAccumulator tokens) {
+    Writer(PoolSettings s, String queryPrompt, LongAccumulator done, LongAccumulator tokens,
+        boolean continuous) {
       this.s = s;
       this.queryPrompt = queryPrompt;
       this.done = done;
       this.tokens = tokens;
+      this.continuous = continuous;
     }
 
     @Override
@@ -85,8 +93,18 @@ public final class GenerateStage {
       int[] qstops = s.expertQueries() ? stops : lineStops(qm);
       PromptTemplate answer = new PromptTemplate("answer", s.answerTemplate());
       List<Row> out = new ArrayList<>();
-      for (int from = 0; from < ids.size(); from += s.generateBatch()) {
-        List<Long> batch = ids.subList(from, Math.min(ids.size(), from + s.generateBatch()));
+      // Continuous batching takes the whole partition at once (its rows are refilled as samples
+      // finish); static batching a batch at a time. Progress counts each sample as it ends.
+      int chunk = continuous ? ids.size() : s.generateBatch();
+      LanguageModel.Batching batching = continuous ? LanguageModel.Batching.CONTINUOUS
+          : LanguageModel.Batching.STATIC;
+      LanguageModel.Finished queried = (i, g) -> add(tokens, g.tokens().length);
+      LanguageModel.Finished answered = (i, g) -> {
+        add(tokens, g.tokens().length);
+        add(done, 1);
+      };
+      for (int from = 0; from < ids.size(); from += chunk) {
+        List<Long> batch = ids.subList(from, Math.min(ids.size(), from + chunk));
         int[] qp = qtok.encode(queryPrompt, true);
         List<int[]> prompts = new ArrayList<>();
         long[] seeds = new long[batch.size()];
@@ -96,8 +114,8 @@ public final class GenerateStage {
         }
         GenerationParams qParams = new GenerationParams(s.maxQueryTokens(), s.temperature(),
             s.topP(), qstops);
-        List<LanguageModel.Generation> queries = qm.generate(prompts, seeds, qParams,
-            querier.adapter(), s.generateBatch());
+        List<LanguageModel.Generation> queries = qm.generate(prompts, seeds, null, qParams,
+            querier.adapter(), s.generateBatch(), batching, queried);
         List<String> queryText = new ArrayList<>();
         List<int[]> answerPrompts = new ArrayList<>();
         for (int i = 0; i < batch.size(); i++) {
@@ -108,20 +126,23 @@ public final class GenerateStage {
         }
         GenerationParams aParams = new GenerationParams(s.maxResponseTokens(), s.temperature(),
             s.topP(), stops);
-        List<LanguageModel.Generation> answers = lm.generate(answerPrompts, seeds, aParams,
-            expert.adapter(), s.generateBatch());
-        long toks = 0;
+        List<LanguageModel.Generation> answers = lm.generate(answerPrompts, seeds, null,
+            aParams, expert.adapter(), s.generateBatch(), batching, answered);
         for (int i = 0; i < batch.size(); i++) {
           String a = firstLine(tok.continuation(answerPrompts.get(i),
               answers.get(i).tokens()));
           out.add(RowFactory.create(batch.get(i), queryText.get(i), a,
               queries.get(i).finishReason(), answers.get(i).finishReason()));
-          toks += queries.get(i).tokens().length + answers.get(i).tokens().length;
         }
-        done.add(batch.size());
-        tokens.add(toks);
       }
       return out.iterator();
+    }
+
+    /** Accumulators are not thread-safe, and a model with lanes reports from several threads. */
+    private static void add(LongAccumulator a, long v) {
+      synchronized (a) {
+        a.add(v);
+      }
     }
   }
 

@@ -36,16 +36,21 @@ public final class PoolStages {
   private final StageStore store;
   private final String generateKey;
   private final double maxFailedFraction;
+  private final boolean continuousBatching;
 
   /**
    * @param sourceFingerprint a hash of the expert adapter's weights
    * @param taskKey a hash of the task file and split (the seed examples come from it)
    * @param maxFailedFraction the share of samples scoring may fail (recorded in the failed
    *     table) before the stage fails; not part of any key: it changes no output
+   * @param continuousBatching generate with continuous batching (else static batches); not part
+   *     of any key: both give the same tokens
    */
   public PoolStages(SparkSession spark, PoolSettings s, List<TaskExample> seeds,
-      StageStore store, String sourceFingerprint, String taskKey, double maxFailedFraction) {
+      StageStore store, String sourceFingerprint, String taskKey, double maxFailedFraction,
+      boolean continuousBatching) {
     this.spark = spark;
+    this.continuousBatching = continuousBatching;
     this.s = s;
     this.maxFailedFraction = maxFailedFraction;
     this.seeds = List.copyOf(seeds);
@@ -98,7 +103,8 @@ public final class PoolStages {
             : Math.min(want, (long) Math.ceil((want - kept) * (double) next
                 / Math.max(1, kept) * 1.2) + 1);
         // Cached, not checkpointed: a lost block is regenerated, identically (seeded per id).
-        Dataset<Row> more = GenerateStage.generate(spark, s, seeds, next, next + size, p)
+        Dataset<Row> more = GenerateStage.generate(spark, s, seeds, next, next + size, p,
+            continuousBatching)
             .cache();
         raw = raw == null ? more : raw.union(more);
         next += size;
