@@ -210,10 +210,11 @@ public final class BenchRuntimeCommand implements Command {
       System.out.printf(java.util.Locale.ROOT, "{\"workload\":\"generate-variable\","
           + "\"batch\":%d,\"requests\":%d,\"min_new\":%d,\"max_new\":%d,\"tokens\":%d,"
           + "\"static_tokens_per_s\":%.1f,\"continuous_tokens_per_s\":%.1f,"
-          + "\"static_tokens_per_cpu_s\":%.1f,\"continuous_tokens_per_cpu_s\":%.1f,"
+          + "\"static_tokens_per_cpu_s\":%s,\"continuous_tokens_per_cpu_s\":%s,"
           + "\"lanes\":%d}%n", f.batch(), f.requests(), f.minNew(), f.maxNew(), f.tokens(),
           f.staticTokensPerSecond(), f.continuousTokensPerSecond(),
-          f.staticTokensPerCpuSecond(), f.continuousTokensPerCpuSecond(), lanes);
+          jsonRate(f.staticTokensPerCpuSecond()), jsonRate(f.continuousTokensPerCpuSecond()),
+          lanes);
     } else {
       System.out.printf(java.util.Locale.ROOT, "%-9s batch %4d  new %d-%d x %d  lanes %d  "
           + "static %8.0f  continuous %8.0f tokens/s (%.2fx); per CPU-second %8.0f / %8.0f "
@@ -238,5 +239,13 @@ public final class BenchRuntimeCommand implements Command {
     }
     System.out.flush();
     return f;
+  }
+
+  /**
+   * A rate as JSON: null when it is not finite (a run shorter than the clock's 10 ms CPU-time
+   * tick measures 0 CPU seconds).
+   */
+  private static String jsonRate(double rate) {
+    return Double.isFinite(rate) ? String.format(java.util.Locale.ROOT, "%.1f", rate) : "null";
   }
 }

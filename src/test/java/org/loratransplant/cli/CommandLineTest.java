@@ -98,6 +98,9 @@ class CommandLineTest {
         line.toString());
     assertTrue(line.get("static_tokens_per_s").asDouble() > 0
         && line.get("continuous_tokens_per_s").asDouble() > 0, line.toString());
+    // A run this short may measure 0 CPU seconds (the clock's 10 ms tick): null, not Infinity.
+    JsonNode cpu = line.get("static_tokens_per_cpu_s");
+    assertTrue(cpu.isNull() || cpu.asDouble() > 0, line.toString());
   }
 
   @Test

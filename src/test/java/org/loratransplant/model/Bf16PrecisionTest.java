@@ -72,6 +72,16 @@ class Bf16PrecisionTest {
       }
       System.out.println("stories260K bf16 greedy: first " + same + " of 200 tokens equal HF's");
       assertTrue(same >= 10, "bf16 greedy left HF's text after " + same + " tokens");
+      // Continuous batching runs its own step method through the same bf16 products.
+      int[] continuous = lm.generate(List.of(new int[] {1}), new long[] {0}, new int[] {200},
+          GenerationParams.greedy(200, new int[0]), null, 4, LanguageModel.Batching.CONTINUOUS,
+          null).get(0).tokens();
+      int sameContinuous = 0;
+      while (sameContinuous < want.length && continuous[sameContinuous] == want[sameContinuous]) {
+        sameContinuous++;
+      }
+      assertTrue(sameContinuous >= 10, "continuous bf16 greedy left HF's text after "
+          + sameContinuous + " tokens");
       lm.setPrecision(Precision.FP32);
       List<float[]> back = lm.logprobs(prompts, responses, null, 8);
       for (int k = 0; k < back.size(); k++) {
