@@ -118,48 +118,24 @@ class LlamaDecoder(Module):
       out.append(c.index_select(0, rows))
     return out
   def residual_rows(self: __torch__.LlamaDecoder, w: List[Tensor], ids: Tensor, cos: Tensor, sin: Tensor, mask: Tensor, cache: List[Tensor], slots: Tensor) -> Tensor:
-    # residual for one position per row at per-row slots: the same layer, only the cache write
-    # (a scatter at each row's slot instead of one shared narrow) and the key range differ.
-    # Keep the two in step.
+    # residual for one position per row at per-row slots: the same layer (attention_inputs,
+    # layer_rest), only the cache write (a scatter at each row's slot instead of one shared
+    # narrow) and the key range differ.
     b = ids.size(0)
     t = 1
     s = mask.size(4)
-    hd = self.heads * self.head_dim
-    kd = self.kv_heads * self.head_dim
-    half = self.head_dim // 2
     kslots = slots.view([b, 1, 1, 1]).expand([b, self.kv_heads, self.head_dim, 1])
     vslots = slots.view([b, 1, 1, 1]).expand([b, self.kv_heads, 1, self.head_dim])
     x = torch.embedding(w[0], ids.view([-1]))
     for i in range(self.layers):
       base = 8 + 18 * i
-      h = self.norm(w, x, w[base])
-      qkv = self.low_rank(w, base + 2, h, self.proj(h, w[base + 2]))
-      if self.qkv_bias:
-        qkv = qkv + w[base + 3]
-      parts = qkv.split([hd + kd, kd], 1)
-      qk = parts[0].view([b, t, self.heads + self.kv_heads, self.head_dim])
-      rotated = torch.cat([qk.narrow(3, half, half).neg(), qk.narrow(3, 0, half)], 3)
-      qk = torch.addcmul(qk * cos, rotated, sin).view([b * t, hd + kd]).split([hd, kd], 1)
-      q = qk[0] * w[7]
-      k = qk[1].view([b, t, self.kv_heads, self.head_dim]).permute([0, 2, 3, 1])
-      v = parts[1].view([b, t, self.kv_heads, self.head_dim]).transpose(1, 2)
+      qkv = self.attention_inputs(w, base, x, cos, sin, b, t)
       kc = cache[2 * i]
       vc = cache[2 * i + 1]
-      kc.scatter_(3, kslots, k)
-      vc.scatter_(2, vslots, v)
-      a = self.attend(q, kc.narrow(3, 0, s), vc.narrow(2, 0, s), mask, b, t, 0)
-      x = self.low_rank(w, base + 6, a, self.proj_add(a, w[base + 6], x))
-      if self.o_bias:
-        x = x + w[base + 7]
-      h = self.norm(w, x, w[base + 1])
-      gu = self.low_rank(w, base + 10, h, self.proj(h, w[base + 10]))
-      if self.mlp_bias:
-        gu = gu + w[base + 11]
-      gu = gu.split([self.inter, self.inter], 1)
-      m = torch.silu(gu[0]) * gu[1]
-      x = self.low_rank(w, base + 14, m, self.proj_add(m, w[base + 14], x))
-      if self.mlp_bias:
-        x = x + w[base + 15]
+      kc.scatter_(3, kslots, qkv[1])
+      vc.scatter_(2, vslots, qkv[2])
+      a = self.attend(qkv[0], kc.narrow(3, 0, s), vc.narrow(2, 0, s), mask, b, t, 0)
+      x = self.layer_rest(w, base, x, a)
     return x
   def last(self: __torch__.LlamaDecoder, w: List[Tensor], x: Tensor, b: int, temperature: float) -> Tensor:
     # (B, V) logits of each row's last position, or their softmax at `temperature` when it is > 0.
@@ -206,24 +182,12 @@ class LlamaDecoder(Module):
     # The residual stream (B*T, E) after the last layer; cos and sin (B or 1, T, 1, D).
     b = ids.size(0)
     t = ids.size(1)
-    hd = self.heads * self.head_dim
-    kd = self.kv_heads * self.head_dim
-    half = self.head_dim // 2
     x = torch.embedding(w[0], ids.view([-1]))
     for i in range(self.layers):
       base = 8 + 18 * i
-      h = self.norm(w, x, w[base])
-      qkv = self.low_rank(w, base + 2, h, self.proj(h, w[base + 2]))
-      if self.qkv_bias:
-        qkv = qkv + w[base + 3]
-      parts = qkv.split([hd + kd, kd], 1)
-      # RoPE on q and k together: x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1].
-      qk = parts[0].view([b, t, self.heads + self.kv_heads, self.head_dim])
-      rotated = torch.cat([qk.narrow(3, half, half).neg(), qk.narrow(3, 0, half)], 3)
-      qk = torch.addcmul(qk * cos, rotated, sin).view([b * t, hd + kd]).split([hd, kd], 1)
-      q = qk[0] * w[7]
-      k = qk[1].view([b, t, self.kv_heads, self.head_dim]).permute([0, 2, 3, 1])
-      v = parts[1].view([b, t, self.kv_heads, self.head_dim]).transpose(1, 2)
+      qkv = self.attention_inputs(w, base, x, cos, sin, b, t)
+      k = qkv[1]
+      v = qkv[2]
       if len(cache) > 0:
         kc = cache[2 * i]
         vc = cache[2 * i + 1]
@@ -231,19 +195,41 @@ class LlamaDecoder(Module):
         vc.narrow(2, slot, t).copy_(v)
         k = kc.narrow(3, 0, slot + t)
         v = vc.narrow(2, 0, slot + t)
-      a = self.attend(q, k, v, mask, b, t, slot)
-      x = self.low_rank(w, base + 6, a, self.proj_add(a, w[base + 6], x))
-      if self.o_bias:
-        x = x + w[base + 7]
-      h = self.norm(w, x, w[base + 1])
-      gu = self.low_rank(w, base + 10, h, self.proj(h, w[base + 10]))
-      if self.mlp_bias:
-        gu = gu + w[base + 11]
-      gu = gu.split([self.inter, self.inter], 1)
-      m = torch.silu(gu[0]) * gu[1]
-      x = self.low_rank(w, base + 14, m, self.proj_add(m, w[base + 14], x))
-      if self.mlp_bias:
-        x = x + w[base + 15]
+      a = self.attend(qkv[0], k, v, mask, b, t, slot)
+      x = self.layer_rest(w, base, x, a)
+    return x
+  def attention_inputs(self: __torch__.LlamaDecoder, w: List[Tensor], base: int, x: Tensor, cos: Tensor, sin: Tensor, b: int, t: int) -> Tuple[Tensor, Tensor, Tensor]:
+    # A layer's q (B*T, heads*D), scaled, k (B, K, D, T) and v (B, K, T, D) from the stream x.
+    hd = self.heads * self.head_dim
+    kd = self.kv_heads * self.head_dim
+    half = self.head_dim // 2
+    h = self.norm(w, x, w[base])
+    qkv = self.low_rank(w, base + 2, h, self.proj(h, w[base + 2]))
+    if self.qkv_bias:
+      qkv = qkv + w[base + 3]
+    parts = qkv.split([hd + kd, kd], 1)
+    # RoPE on q and k together: x * cos + rotate_half(x) * sin, rotate_half(x) = [-x2, x1].
+    qk = parts[0].view([b, t, self.heads + self.kv_heads, self.head_dim])
+    rotated = torch.cat([qk.narrow(3, half, half).neg(), qk.narrow(3, 0, half)], 3)
+    qk = torch.addcmul(qk * cos, rotated, sin).view([b * t, hd + kd]).split([hd, kd], 1)
+    q = qk[0] * w[7]
+    k = qk[1].view([b, t, self.kv_heads, self.head_dim]).permute([0, 2, 3, 1])
+    v = parts[1].view([b, t, self.kv_heads, self.head_dim]).transpose(1, 2)
+    return (q, k, v)
+  def layer_rest(self: __torch__.LlamaDecoder, w: List[Tensor], base: int, x: Tensor, a: Tensor) -> Tensor:
+    # The rest of a layer after attention's output a: o, the residual, the MLP and its residual.
+    x = self.low_rank(w, base + 6, a, self.proj_add(a, w[base + 6], x))
+    if self.o_bias:
+      x = x + w[base + 7]
+    h = self.norm(w, x, w[base + 1])
+    gu = self.low_rank(w, base + 10, h, self.proj(h, w[base + 10]))
+    if self.mlp_bias:
+      gu = gu + w[base + 11]
+    gu = gu.split([self.inter, self.inter], 1)
+    m = torch.silu(gu[0]) * gu[1]
+    x = self.low_rank(w, base + 14, m, self.proj_add(m, w[base + 14], x))
+    if self.mlp_bias:
+      x = x + w[base + 15]
     return x
   def attend(self: __torch__.LlamaDecoder, q: Tensor, k: Tensor, v: Tensor, mask: Tensor, b: int, t: int, slot: int) -> Tensor:
     # Grouped-query attention without repeating keys: each kv head's G query heads are rows of
