@@ -48,8 +48,6 @@ public final class IntraOpThreads {
    * use every core.
    */
   static final class Contention {
-    private static final boolean ADAPTIVE =
-        !"false".equals(System.getProperty("lt.threads.adaptive"));
     private static final long PERIOD_NS = 1_000_000_000L;
     private static final double CLOCK_TICKS = 100.0; // USER_HZ on Linux
     private static long sampledAt;
@@ -59,8 +57,17 @@ public final class IntraOpThreads {
 
     private Contention() {}
 
+    /**
+     * Read at each sample, so a test can fix the thread count: float results depend on it (a
+     * product on 1 or 2 threads rounds differently), and a run that must equal another bit for
+     * bit, such as a resumed training against an uninterrupted one, needs the same counts.
+     */
+    static boolean adaptive() {
+      return !"false".equals(System.getProperty("lt.threads.adaptive"));
+    }
+
     static synchronized int freeCores(int cores) {
-      if (!ADAPTIVE) {
+      if (!adaptive()) {
         return cores;
       }
       long now = System.nanoTime();

@@ -331,6 +331,16 @@ class TitokPipelineTest {
   @Test
   @Order(7)
   void aTrainStageKilledAfterACheckpointResumesFromItInTheRunDirectory() throws Exception {
+    // Bit-for-bit equality needs the same thread counts in both runs (see IntraOpThreads).
+    System.setProperty("lt.threads.adaptive", "false");
+    try {
+      killAndResume();
+    } finally {
+      System.clearProperty("lt.threads.adaptive");
+    }
+  }
+
+  private void killAndResume() throws Exception {
     Path cell = tmp.resolve("resume");
     StageStore pool = new StageStore(spark, tmp.resolve("same").toString());
     StageStore cellStore = new StageStore(spark, cell.toString());
