@@ -6,7 +6,6 @@ import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.typesafe.config.Config;
 import java.io.IOException;
-import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
@@ -264,16 +263,7 @@ public final class CaLoraJob {
   }
 
   private static void write(Path out, ObjectNode root, Settings settings) {
-    try {
-      Files.createDirectories(out);
-      Reports.writeJson(out.resolve("calora.json"), root);
-      Files.writeString(out.resolve("calora.md"), markdown(root), StandardCharsets.UTF_8);
-      Files.writeString(out.resolve("lt_settings.conf"), settings.render(),
-          StandardCharsets.UTF_8);
-    } catch (IOException e) {
-      throw new IllegalStateException("cannot write the report to " + out + ": "
-          + e.getMessage(), e);
-    }
+    Reports.writeReport(out, "calora", root, markdown(root), settings.render());
   }
 
   static String markdown(JsonNode root) {

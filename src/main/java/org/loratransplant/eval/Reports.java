@@ -5,6 +5,7 @@ import com.fasterxml.jackson.databind.SerializationFeature;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import java.io.IOException;
+import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
 import java.nio.file.StandardCopyOption;
@@ -88,6 +89,23 @@ public final class Reports {
       Files.move(tmp, abs, StandardCopyOption.ATOMIC_MOVE, StandardCopyOption.REPLACE_EXISTING);
     } catch (IOException e) {
       throw new IllegalStateException("cannot write " + file + ": " + e.getMessage(), e);
+    }
+  }
+
+  /**
+   * A job's report in {@code out}: {@code <stem>.json}, {@code <stem>.md} and the settings that
+   * produced it ({@code lt_settings.conf}).
+   */
+  public static void writeReport(Path out, String stem, ObjectNode root, String markdown,
+      String settings) {
+    try {
+      Files.createDirectories(out);
+      writeJson(out.resolve(stem + ".json"), root);
+      Files.writeString(out.resolve(stem + ".md"), markdown, StandardCharsets.UTF_8);
+      Files.writeString(out.resolve("lt_settings.conf"), settings, StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      throw new IllegalStateException("cannot write the report to " + out + ": "
+          + e.getMessage(), e);
     }
   }
 

@@ -4,9 +4,6 @@ import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ArrayNode;
 import com.fasterxml.jackson.databind.node.ObjectNode;
 import com.typesafe.config.Config;
-import java.io.IOException;
-import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.List;
@@ -109,16 +106,7 @@ public final class MigrationJob {
     root.put("objective", "mse " + ms.mseWeight() + " + kl " + ms.klWeight() + " (T="
         + ms.klTemperature() + ") + ce " + ms.ceWeight());
     root.put("trainer", ms.trainer().toString());
-    try {
-      Files.createDirectories(out);
-      Reports.writeJson(out.resolve("migration.json"), root);
-      Files.writeString(out.resolve("migration.md"), markdown(root), StandardCharsets.UTF_8);
-      Files.writeString(out.resolve("lt_settings.conf"), settings.render(),
-          StandardCharsets.UTF_8);
-    } catch (IOException e) {
-      throw new IllegalStateException("cannot write the report to " + out + ": "
-          + e.getMessage(), e);
-    }
+    Reports.writeReport(out, "migration", root, markdown(root), settings.render());
     return root;
   }
 
