@@ -372,22 +372,9 @@ class TitokPipelineTest {
     assertEquals(6, stats.get("train").get("steps").asInt());
     assertFalse(Files.exists(cell.resolve("_checkpoints")), "removed once the adapter is in");
     // The uninterrupted run ("same", no checkpoints) trained the same data with the same seed.
-    try (var a = org.loratransplant.safetensors.SafeTensorsFile.open(tmp.resolve("same")
-        .resolve("adapter/adapter_model.safetensors"));
-        var b = org.loratransplant.safetensors.SafeTensorsFile.open(cell.resolve(
-            "adapter/adapter_model.safetensors"))) {
-      assertEquals(a.names(), b.names());
-      double maxDiff = 0;
-      for (String name : a.names()) {
-        float[] x = a.readFloat32(name);
-        float[] y = b.readFloat32(name);
-        for (int i = 0; i < x.length; i++) {
-          assertEquals(x[i], y[i], 1e-6f * Math.max(1f, Math.abs(x[i])), name + "[" + i + "]");
-          maxDiff = Math.max(maxDiff, Math.abs(x[i] - y[i]));
-        }
-      }
-      System.out.println("resumed vs uninterrupted adapter: max |difference| " + maxDiff);
-    }
+    org.loratransplant.testing.Adapters.assertSameWeights(
+        tmp.resolve("same").resolve("adapter/adapter_model.safetensors"),
+        cell.resolve("adapter/adapter_model.safetensors"));
   }
 
   /**

@@ -19,7 +19,7 @@ import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.loratransplant.cli.Main;
 import org.loratransplant.lora.PeftFormat;
-import org.loratransplant.safetensors.SafeTensorsFile;
+import org.loratransplant.testing.Adapters;
 import org.loratransplant.testing.SharedData;
 
 /**
@@ -106,19 +106,7 @@ class TrainLoraKillResumeTest {
     assertEquals(0, Main.run(args(whole).toArray(new String[0])));
     assertEquals(0, SharedData.json(whole.resolve(ExpertTraining.SUMMARY_FILE))
         .get("resumed_from_step").asInt());
-    try (SafeTensorsFile a = SafeTensorsFile.open(whole.resolve(PeftFormat.WEIGHTS_FILE));
-        SafeTensorsFile b = SafeTensorsFile.open(out.resolve(PeftFormat.WEIGHTS_FILE))) {
-      assertEquals(a.names(), b.names());
-      double maxDiff = 0;
-      for (String name : a.names()) {
-        float[] x = a.readFloat32(name);
-        float[] y = b.readFloat32(name);
-        for (int i = 0; i < x.length; i++) {
-          assertEquals(x[i], y[i], 1e-6f * Math.max(1f, Math.abs(x[i])), name + "[" + i + "]");
-          maxDiff = Math.max(maxDiff, Math.abs(x[i] - y[i]));
-        }
-      }
-      System.out.println("resumed vs uninterrupted adapter: max |difference| " + maxDiff);
-    }
+    Adapters.assertSameWeights(whole.resolve(PeftFormat.WEIGHTS_FILE),
+        out.resolve(PeftFormat.WEIGHTS_FILE));
   }
 }
