@@ -182,8 +182,9 @@ public final class CompareJob {
           + "models (compress-target, model-side) need a local run directory");
     }
     var level = org.loratransplant.calora.CompressionLevel.parse(spec);
+    // Absolute, like every model path a cell's settings carry (TitokSettings.absolute).
     return new Derived(model, level, Path.of(c.out(), "models",
-        Path.of(model).getFileName() + "-" + level.id()));
+        Path.of(model).getFileName() + "-" + level.id()).toAbsolutePath().normalize());
   }
 
   /** Makes a compressed copy unless a previous run made it (the copy appears whole or not). */
