@@ -6,7 +6,6 @@ import ai.djl.ndarray.NDManager;
 import ai.djl.ndarray.types.DataType;
 import ai.djl.ndarray.types.Shape;
 import ai.djl.ndarray.types.SparseFormat;
-import ai.djl.nn.Activation;
 import ai.djl.nn.core.Embedding;
 import java.nio.file.Path;
 import java.util.Arrays;
@@ -33,10 +32,10 @@ public final class LlamaModel implements AutoCloseable {
   private final NDArray finalNorm; // (E)
   private final Layer[] layers;
   private final NDArray qCos; // (P, D) cos table scaled by 1/sqrt(D)
-  private final NDArray qSin;
+  private final NDArray qSin; // (P, D) sin table scaled by 1/sqrt(D), its first half negated
   private final NDArray kCos; // (P, D)
-  private final NDArray kSin;
-  private final NDArray rotateHalf; // (D, D): x @ R == cat(-x2, x1)
+  private final NDArray kSin; // (P, D) sin table
+  private final NDArray kSinSigned; // (P, D) sin table, its first half negated (see rope)
   private final NDArray eps;
   private final NDArray meanColumn; // (E, 1) filled with 1/E
   private volatile long weightsVersion;
@@ -73,13 +72,14 @@ public final class LlamaModel implements AutoCloseable {
     this.kSin = manager.create(sin, new Shape(p, d));
     float scale = (float) (1.0 / Math.sqrt(d));
     this.qCos = kCos.mul(scale);
-    this.qSin = kSin.mul(scale);
-    float[] r = new float[d * d];
-    for (int j = 0; j < d / 2; j++) {
-      r[(j + d / 2) * d + j] = -1f; // out[j] = -x[j + D/2]
-      r[j * d + j + d / 2] = 1f; // out[j + D/2] = x[j]
+    float[] signed = sin.clone();
+    for (int pos = 0; pos < p; pos++) {
+      for (int i = 0; i < d / 2; i++) {
+        signed[pos * d + i] = -signed[pos * d + i];
+      }
     }
-    this.rotateHalf = manager.create(r, new Shape(d, d));
+    this.kSinSigned = manager.create(signed, new Shape(p, d));
+    this.qSin = kSinSigned.mul(scale);
     this.eps = manager.create((float) config.rmsNormEps());
     float[] col = new float[config.hiddenSize()];
     java.util.Arrays.fill(col, 1f / config.hiddenSize());
@@ -385,7 +385,7 @@ public final class LlamaModel implements AutoCloseable {
     NDArray qc = lookup(positions, qCos).expandDims(2);
     NDArray qs = lookup(positions, qSin).expandDims(2);
     NDArray kc = lookup(positions, kCos).expandDims(2);
-    NDArray ks = lookup(positions, kSin).expandDims(2);
+    NDArray ks = lookup(positions, kSinSigned).expandDims(2);
     for (int i = 0; i < layers.length; i++) {
       Layer layer = layers[i];
       Map<Projection, Linear> lin = layer.linears();
@@ -393,8 +393,8 @@ public final class LlamaModel implements AutoCloseable {
       // RoPE on the contiguous (B, T, heads, D) projections, where rotate-half is one plain
       // matrix product over (B*T*heads, D); a (B, H, T, D) view made it a broadcast batched
       // product, the costliest op of a decode step.
-      NDArray[] qkv = projectStacked(i, QKV, layer.qkv(), layer.qkvBias(), hn, adapter,
-          training);
+      NDArray[] qkv = projectStacked(QKV, layer.qkv(), layer.qkvBias(), hn,
+          deltas(i, QKV, hn, adapter, training));
       NDArray q = rope(qkv[0], b, t, h, qc, qs).transpose(0, 2, 1, 3); // (B, H, T, D)
       NDArray key = rope(qkv[1], b, t, k, kc, ks).transpose(0, 2, 1, 3); // (B, K, T, D)
       NDArray v = qkv[2].reshape(b, t, k, d).transpose(0, 2, 1, 3); // (B, K, T, D)
@@ -411,10 +411,7 @@ public final class LlamaModel implements AutoCloseable {
           .reshape(b, h, t, d).transpose(0, 2, 1, 3).reshape(b, t, (long) h * d);
       x = residual(x, project(i, Projection.O_PROJ, lin, attn, adapter, training), training);
       NDArray hm = rmsNorm(x, layer.postNorm());
-      NDArray[] gateUp = projectStacked(i, GATE_UP, layer.gateUp(), layer.gateUpBias(), hm,
-          adapter, training);
-      NDArray gate = gateUp[0];
-      NDArray act = gate.mul(Activation.sigmoid(gate)).mul(gateUp[1]); // SiLU(gate) * up
+      NDArray act = gatedActivation(layer, hm, deltas(i, GATE_UP, hm, adapter, training));
       x = residual(x, project(i, Projection.DOWN_PROJ, lin, act, adapter, training), training);
       if (layerOutputs != null) {
         layerOutputs.put(i, x); // never modified in place later: residual() adds into the new y
@@ -455,14 +452,24 @@ public final class LlamaModel implements AutoCloseable {
   private static final List<Projection> GATE_UP =
       List.of(Projection.GATE_PROJ, Projection.UP_PROJ);
 
+  /** The adapter's deltas of {@code parts} for input x, in order; null where not adapted. */
+  private static NDArray[] deltas(int layer, List<Projection> parts, NDArray x, Adapter adapter,
+      boolean training) {
+    NDArray[] out = new NDArray[parts.size()];
+    for (int j = 0; adapter != null && j < out.length; j++) {
+      out[j] = adapter.delta(layer, parts.get(j), x, training);
+    }
+    return out;
+  }
+
   /**
    * The projections {@code parts} of a layer through their stacked weight as one product, then
-   * split, each with its adapter delta added: one GEMM instead of three (two) forward and
-   * backward, which on a 576-wide model's 192-row k and v products ran well below the large
-   * products' FLOP rate.
+   * split, each with its adapter delta (null: none) added: one GEMM instead of three (two)
+   * forward and backward, which on a 576-wide model's 192-row k and v products ran well below
+   * the large products' FLOP rate.
    */
-  private NDArray[] projectStacked(int layer, List<Projection> parts, NDArray weight,
-      NDArray bias, NDArray x, Adapter adapter, boolean training) {
+  private NDArray[] projectStacked(List<Projection> parts, NDArray weight, NDArray bias,
+      NDArray x, NDArray[] deltas) {
     NDArray y;
     try (NDArray weightT = weight.transpose(1, 0)) {
       y = x.matMul(weightT);
@@ -479,30 +486,34 @@ public final class LlamaModel implements AutoCloseable {
     ai.djl.ndarray.NDList split = y.split(cuts, y.getShape().dimension() - 1);
     NDArray[] out = new NDArray[parts.size()];
     for (int j = 0; j < out.length; j++) {
-      out[j] = split.get(j);
-      if (adapter != null) {
-        NDArray delta = adapter.delta(layer, parts.get(j), x, training);
-        if (delta != null) {
-          out[j] = out[j].add(delta);
-        }
-      }
+      out[j] = deltas[j] == null ? split.get(j) : split.get(j).add(deltas[j]);
     }
     return out;
   }
 
-  /** {@code (B, T, heads*D) -> (B, T, heads, D)} rotated: {@code x*cos + rotate_half(x)*sin}. */
-  private NDArray rope(NDArray proj, long b, long t, int heads, NDArray cos, NDArray sin) {
-    int d = config.headDim();
-    NDArray x = proj.reshape(b, t, heads, d);
-    NDArray rotated = x.reshape(b * t * heads, d).matMul(rotateHalf).reshape(b, t, heads, d);
-    return x.mul(cos).add(rotated.mul(sin));
+  /**
+   * The MLP's {@code silu(gate) * up}. Without a bias or adapter delta on gate and up, as two
+   * products inside one TorchScript op ({@link TrainingOps#swiGlu}): the stacked product's split
+   * costs a concatenation of the two gradients in backward, more than a second GEMM does here.
+   */
+  private NDArray gatedActivation(Layer layer, NDArray x, NDArray[] deltas) {
+    if (deltas[0] == null && deltas[1] == null && layer.gateUpBias() == null) {
+      return TrainingOps.swiGlu(x, layer.gateUp());
+    }
+    NDArray[] gateUp = projectStacked(GATE_UP, layer.gateUp(), layer.gateUpBias(), x, deltas);
+    return TrainingOps.siluMul(gateUp[0], gateUp[1]);
+  }
+
+  /**
+   * {@code (B, T, heads*D) -> (B, T, heads, D)} rotated: {@code x*cos + rotate_half(x)*sin}, as
+   * {@code x*cos + roll(x, D/2)*sinSigned} ({@link TrainingOps#rope}).
+   */
+  private NDArray rope(NDArray proj, long b, long t, int heads, NDArray cos, NDArray sinSigned) {
+    return TrainingOps.rope(proj.reshape(b, t, heads, config.headDim()), cos, sinSigned);
   }
 
   private NDArray rmsNorm(NDArray x, NDArray weight) {
-    // The mean of squares as a product with a (E, 1) column of 1/E: PyTorch's mean divides by
-    // a wrapped scalar, which cost a dtype conversion and ~30 us per call here.
-    NDArray ms = x.square().matMul(meanColumn).add(eps);
-    return x.div(ms.sqrt()).mul(weight);
+    return TrainingOps.rmsNorm(x, weight, eps, meanColumn);
   }
 
   private static NDArray lookup(NDArray positions, NDArray table) {
