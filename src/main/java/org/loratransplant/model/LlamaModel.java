@@ -41,6 +41,11 @@ public final class LlamaModel implements AutoCloseable {
   private volatile long weightsVersion;
 
   private final long loadedBytes;
+  /**
+   * The checkpoint mappings that weights alias ({@link WeightReader}): held here because DJL's
+   * tensor does not hold the buffer, and an unreachable mapping is unmapped under it.
+   */
+  private final List<java.nio.MappedByteBuffer> mappings;
 
   /**
    * A decoder layer's weights as the checkpoint stores them, {@code (out, in)}, with q, k and v
@@ -53,7 +58,9 @@ public final class LlamaModel implements AutoCloseable {
       Map<Projection, Linear> linears) {}
 
   private LlamaModel(ModelConfig config, Path directory, NDManager manager, NDArray embedding,
-      NDArray lmHead, NDArray finalNorm, Layer[] layers, long loadedBytes) {
+      NDArray lmHead, NDArray finalNorm, Layer[] layers, long loadedBytes,
+      List<java.nio.MappedByteBuffer> mappings) {
+    this.mappings = mappings;
     this.config = config;
     this.directory = directory;
     this.manager = manager;
@@ -127,7 +134,8 @@ public final class LlamaModel implements AutoCloseable {
         // The checks of each tensor are small reductions: across threads, on a busy machine,
         // they measured 5x the whole read (OpenMP workers waiting for cores); on one, a pass.
         IntraOpThreads.forPositions(1);
-        w = new WeightReader(ckpt, cpu, IntraOpThreads.cores());
+        w = new WeightReader(ckpt, cpu, IntraOpThreads.cores(),
+            device.equals(Device.cpu()) && mapFiles());
         int e = config.hiddenSize();
         NDArray embedding = onDevice(w.read("model.embed_tokens.weight", config.vocabSize(), e),
             manager);
@@ -147,7 +155,7 @@ public final class LlamaModel implements AutoCloseable {
           layers[i] = loadLayer(w, config, i, manager);
         }
         return new LlamaModel(config, dir, manager, embedding, lmHead, finalNorm, layers,
-            w.bytesRead());
+            w.bytesRead(), w.mappings());
       } finally {
         if (w != null) {
           w.close();
@@ -227,6 +235,19 @@ public final class LlamaModel implements AutoCloseable {
     moved.attach(target);
     a.close();
     return moved;
+  }
+
+  /**
+   * Whether CPU models map float32 checkpoints instead of reading them ({@link WeightReader});
+   * {@code -Dlt.load.mmap=false} reads them into fresh memory, as before.
+   */
+  private static boolean mapFiles() {
+    return !"false".equalsIgnoreCase(System.getProperty("lt.load.mmap", "true"));
+  }
+
+  /** Weight tensors that alias a memory mapping of the checkpoint rather than a copy. */
+  public int mappedTensors() {
+    return mappings.size();
   }
 
   /** Bytes read from the checkpoint's files. */

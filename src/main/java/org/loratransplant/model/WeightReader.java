@@ -26,6 +26,15 @@ import org.loratransplant.safetensors.TensorInfo;
  * are, BF16, F16 and F64 ones converted in bounded chunks. Each part is checked for NaN and
  * infinity by one sum in libtorch.
  *
+ * <p>When {@code mapFiles} is set (a CPU model), float32 tensors that lie back to back in the
+ * file in stacking order (q, k, v and gate, up do in checkpoints written by transformers and by
+ * {@code random-model}: module order) are not read at all: the tensor is a private
+ * copy-on-write memory mapping of the file ({@link Checkpoint#mapPrivate}), so loading costs
+ * the finite check's one pass over the page cache, the weights share the page cache's memory
+ * (and with every other process that maps the same file, such as a second executor JVM), and an
+ * in-place change (a LoRA merge) copies only the pages it writes. The mappings must stay
+ * reachable as long as the tensors live ({@link #mappings}); DJL does not hold them.
+ *
  * <p>A tensor is filled in blocks of {@link #BLOCK_BYTES} by {@code threads} threads at once:
  * most of a load is the kernel's work of faulting in fresh memory and copying the file's pages
  * into it (on a 4.9 GB checkpoint read from the page cache, 1.2 million page faults and ~3 s of
@@ -40,6 +49,8 @@ final class WeightReader implements AutoCloseable {
   private final Checkpoint ckpt;
   private final NDManager manager;
   private final java.util.concurrent.ExecutorService pool; // null: fill on the calling thread
+  private final boolean mapFiles;
+  private final List<java.nio.MappedByteBuffer> mappings = new java.util.ArrayList<>();
   private final java.util.concurrent.atomic.AtomicLong bytesRead =
       new java.util.concurrent.atomic.AtomicLong();
   // Allocated at a thread's first block that needs converting.
@@ -47,13 +58,17 @@ final class WeightReader implements AutoCloseable {
       () -> ByteBuffer.allocateDirect(STAGE_BYTES).order(ByteOrder.LITTLE_ENDIAN));
 
   WeightReader(Checkpoint ckpt, NDManager manager) {
-    this(ckpt, manager, 1);
+    this(ckpt, manager, 1, false);
   }
 
-  /** A reader filling each tensor with {@code threads} threads. */
-  WeightReader(Checkpoint ckpt, NDManager manager, int threads) {
+  /**
+   * A reader filling each tensor with {@code threads} threads; with {@code mapFiles} (only for a
+   * CPU {@code manager}) mapping the tensors it can instead of reading them.
+   */
+  WeightReader(Checkpoint ckpt, NDManager manager, int threads, boolean mapFiles) {
     this.ckpt = ckpt;
     this.manager = manager;
+    this.mapFiles = mapFiles;
     this.pool = threads <= 1 ? null : java.util.concurrent.Executors.newFixedThreadPool(threads,
         r -> {
           Thread t = new Thread(() -> {
@@ -99,11 +114,19 @@ final class WeightReader implements AutoCloseable {
     long[] dims = new long[inner.length + 1];
     dims[0] = total;
     System.arraycopy(inner, 0, dims, 1, inner.length);
-    NDArray out = manager.create(new Shape(dims), DataType.FLOAT32); // uninitialised
+    java.nio.MappedByteBuffer mapped = mapFiles
+        && names.stream().allMatch(n -> ckpt.info(n).dtype() == DType.F32)
+        ? ckpt.mapPrivate(names) : null;
+    // A direct buffer becomes a tensor over its memory (no copy); otherwise uninitialised memory.
+    NDArray out = mapped != null ? manager.create(mapped, new Shape(dims), DataType.FLOAT32)
+        : manager.create(new Shape(dims), DataType.FLOAT32);
+    if (mapped != null) {
+      mappings.add(mapped);
+    }
     try {
       long at = 0;
       for (int i = 0; i < names.size(); i++) {
-        fill(names.get(i), out, at, rows[i], innerSize * Float.BYTES);
+        fill(names.get(i), out, at, rows[i], innerSize * Float.BYTES, mapped == null);
         at += rows[i];
       }
       return out;
@@ -113,7 +136,17 @@ final class WeightReader implements AutoCloseable {
     }
   }
 
-  /** File bytes read so far. */
+  /** The file mappings that tensors read so far alias: keep them reachable while those live. */
+  List<java.nio.MappedByteBuffer> mappings() {
+    return List.copyOf(mappings);
+  }
+
+  /** Tensors mapped rather than read so far. */
+  int mappedTensors() {
+    return mappings.size();
+  }
+
+  /** File bytes read (or mapped and checked) so far. */
   long bytesRead() {
     return bytesRead.get();
   }
@@ -134,18 +167,19 @@ final class WeightReader implements AutoCloseable {
   }
 
   /**
-   * Reads one tensor as float32 into rows {@code [row, row + rows)} of {@code out}, a block of
-   * at most {@link #BLOCK_BYTES} at a time (a direct view holds at most 2 GiB), checking each
-   * block; the blocks go to the pool's threads when there is one.
+   * Reads one tensor as float32 into rows {@code [row, row + rows)} of {@code out} (or, when
+   * not {@code read}, only checks those rows: a mapping already holds them), a block of at most
+   * {@link #BLOCK_BYTES} at a time (a direct view holds at most 2 GiB), checking each block; the
+   * blocks go to the pool's threads when there is one.
    */
-  private void fill(String name, NDArray out, long row, long rows, long rowBytes) {
+  private void fill(String name, NDArray out, long row, long rows, long rowBytes, boolean read) {
     long perBlock = Math.max(1, BLOCK_BYTES / rowBytes);
     List<java.util.concurrent.Future<?>> pending = new java.util.ArrayList<>();
     try {
       for (long r0 = 0; r0 < rows; r0 += perBlock) {
         long first = r0;
         long n = Math.min(perBlock, rows - r0);
-        Runnable block = () -> fillBlock(name, out, row + first, first, n, rowBytes);
+        Runnable block = () -> fillBlock(name, out, row + first, first, n, rowBytes, read);
         if (pool == null || rows <= perBlock) {
           block.run();
         } else {
@@ -169,16 +203,19 @@ final class WeightReader implements AutoCloseable {
   }
 
   /** Rows {@code [r0, r0 + n)} of tensor {@code name} into rows from {@code outRow} of out. */
-  private void fillBlock(String name, NDArray out, long outRow, long r0, long n, long rowBytes) {
+  private void fillBlock(String name, NDArray out, long outRow, long r0, long n, long rowBytes,
+      boolean read) {
     TensorInfo info = ckpt.info(name);
     NDArray block = LlamaModel.rowsOf(out, outRow, n);
     try {
-      ByteBuffer view = ((PtNDArray) block).toByteBuffer(true); // aliases the tensor's memory
-      long first = r0 * rowBytes / Float.BYTES; // element offset within the tensor
-      if (info.dtype() == DType.F32) {
-        ckpt.readBytesInto(name, first * Float.BYTES, view.duplicate());
-      } else {
-        convert(info, first, n * rowBytes / Float.BYTES, view);
+      if (read) {
+        ByteBuffer view = ((PtNDArray) block).toByteBuffer(true); // aliases the tensor's memory
+        long first = r0 * rowBytes / Float.BYTES; // element offset within the tensor
+        if (info.dtype() == DType.F32) {
+          ckpt.readBytesInto(name, first * Float.BYTES, view.duplicate());
+        } else {
+          convert(info, first, n * rowBytes / Float.BYTES, view);
+        }
       }
       // One reduction on one thread: a sum is finite when no value is NaN or infinite (an
       // overflow of the sum itself, only with absurd weights, is told apart by the scan).

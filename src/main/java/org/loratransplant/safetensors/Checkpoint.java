@@ -289,6 +289,20 @@ public final class Checkpoint implements AutoCloseable {
     return file(name).readBytes(name);
   }
 
+  /**
+   * The tensors {@code names}, back to back in one file, as one private memory mapping; null
+   * when they are in different files or {@link SafeTensorsFile#mapPrivate} cannot map them.
+   */
+  public java.nio.MappedByteBuffer mapPrivate(List<String> names) {
+    SafeTensorsFile first = file(names.get(0));
+    for (String name : names) {
+      if (file(name) != first) {
+        return null;
+      }
+    }
+    return first.mapPrivate(names);
+  }
+
   private SafeTensorsFile file(String name) {
     SafeTensorsFile file = fileByTensor.get(name);
     if (file == null) {

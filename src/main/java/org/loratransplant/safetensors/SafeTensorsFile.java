@@ -590,6 +590,43 @@ public final class SafeTensorsFile implements AutoCloseable {
     }
   }
 
+  /**
+   * The data of the tensors {@code names}, which must lie back to back in this order, as one
+   * private (copy-on-write) memory mapping of the file, little-endian: the pages are the page
+   * cache's own until written, and a write through the mapping changes only this process's copy,
+   * never the file. Null when that is not possible: the tensors are not adjacent, the first is
+   * not 4-byte aligned in the file, the range exceeds 2 GiB (one Java mapping), or the file
+   * cannot be opened for writing (Java maps privately only through a writable channel; nothing
+   * is written through it), as on a read-only file system. The mapping lasts as long as the
+   * returned buffer is reachable, whatever happens to this object; anything that aliases its
+   * memory must keep it so. A file replaced by a rename keeps its mapped inode; one rewritten in
+   * place while mapped would fault the process (SIGBUS), as with every memory-mapped loader.
+   */
+  public java.nio.MappedByteBuffer mapPrivate(List<String> names) {
+    long begin = info(names.get(0)).begin();
+    long end = begin;
+    for (String name : names) {
+      TensorInfo info = info(name);
+      if (info.begin() != end) {
+        return null;
+      }
+      end = info.end();
+    }
+    long position = dataStart + begin;
+    if (position % Float.BYTES != 0 || end - begin > Integer.MAX_VALUE || end == begin) {
+      return null;
+    }
+    try (FileChannel writable = FileChannel.open(path, StandardOpenOption.READ,
+        StandardOpenOption.WRITE)) {
+      java.nio.MappedByteBuffer map = writable.map(FileChannel.MapMode.PRIVATE, position,
+          end - begin);
+      map.order(ByteOrder.LITTLE_ENDIAN);
+      return map;
+    } catch (IOException | UnsupportedOperationException | SecurityException e) {
+      return null;
+    }
+  }
+
   /** Positional reads (thread-safe on a shared channel) until the buffer is full. */
   private static void readFully(
       Path path, FileChannel channel, ByteBuffer target, long position, String what)

@@ -57,10 +57,10 @@ class WeightReaderTest {
       try (Checkpoint ckpt = Checkpoint.open(dir); NDManager m = NDManager.newBaseManager()) {
         float[] one;
         float[] four;
-        try (WeightReader w = new WeightReader(ckpt, m, 1)) {
+        try (WeightReader w = new WeightReader(ckpt, m, 1, false)) {
           one = w.stack(List.of("a", "b"), new long[] {ROWS, ROWS}, COLS).toFloatArray();
         }
-        try (WeightReader w = new WeightReader(ckpt, m, 4)) {
+        try (WeightReader w = new WeightReader(ckpt, m, 4, false)) {
           NDArray stacked = w.stack(List.of("a", "b"), new long[] {ROWS, ROWS}, COLS);
           four = stacked.toFloatArray();
           assertEquals(2 * ckpt.info("a").byteLength(), w.bytesRead());
@@ -84,7 +84,7 @@ class WeightReaderTest {
     Path dir = checkpoint("nan", Map.of("late.weight", TensorData.ofFloat32(
         new long[] {ROWS, COLS}, a)));
     try (Checkpoint ckpt = Checkpoint.open(dir); NDManager m = NDManager.newBaseManager();
-        WeightReader w = new WeightReader(ckpt, m, 4)) {
+        WeightReader w = new WeightReader(ckpt, m, 4, false)) {
       ModelConfigException e = assertThrows(ModelConfigException.class,
           () -> w.read("late.weight", ROWS, COLS));
       assertTrue(e.getMessage().contains("late.weight") && e.getMessage().contains("NaN"),
