@@ -2,17 +2,9 @@ package org.loratransplant.model;
 
 import ai.djl.Device;
 import ai.djl.engine.EngineException;
-import ai.djl.ndarray.NDManager;
-import ai.djl.pytorch.engine.PtNDManager;
 import ai.djl.pytorch.engine.PtSymbolBlock;
 import ai.djl.pytorch.jni.IValue;
 import ai.djl.pytorch.jni.IValueUtils;
-import ai.djl.pytorch.jni.JniUtils;
-import java.io.ByteArrayInputStream;
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -48,7 +40,8 @@ final class LlamaScript {
   private static final long ONEDNN_ROWS = 64;
   /** Values of the (rows, V) logits block scoring computes at a time (64 MB of floats). */
   private static final long HEAD_BLOCK_VALUES = 16L << 20;
-  private static final String SOURCE = source();
+  private static final String SOURCE = TorchScriptArchive.source(LlamaScript.class,
+      "LlamaDecoder.py");
   /** The source without oneDNN ops, for GPUs and libtorch builds without oneDNN. */
   private static final String PORTABLE_SOURCE = SOURCE.replaceAll(
       "(?s)\\n *# onednn-begin\\n.*?# onednn-end", "");
@@ -89,17 +82,10 @@ final class LlamaScript {
   private static LlamaScript load(Key key, String source, long dnnRows) {
     Map<String, Object> attributes = new LinkedHashMap<>(key.attributes());
     attributes.put("dnn_rows", dnnRows);
-    byte[] archive = TorchScriptArchive.write("LlamaDecoder", source, attributes);
-    // A manager that lives as long as the JVM owns the module: modules are few (one per
-    // architecture and device) and shared by every model and thread.
-    PtNDManager owner = (PtNDManager) NDManager.newBaseManager(key.device());
-    try {
-      return new LlamaScript(JniUtils.loadModule(owner, new ByteArrayInputStream(archive), true,
-          false));
-    } catch (IOException e) {
-      throw new UncheckedIOException("loading the TorchScript decoder", e);
-    }
+    return new LlamaScript(TorchScriptArchive.load("LlamaDecoder", source, attributes,
+        key.device()));
   }
+
 
   /** Runs {@code method}; the inputs stay the caller's to close, the result is the caller's. */
   IValue run(String method, IValue... inputs) {
@@ -124,14 +110,4 @@ final class LlamaScript {
     return a;
   }
 
-  private static String source() {
-    try (InputStream in = LlamaScript.class.getResourceAsStream("LlamaDecoder.py")) {
-      if (in == null) {
-        throw new IllegalStateException("LlamaDecoder.py is missing from the classpath");
-      }
-      return new String(in.readAllBytes(), StandardCharsets.UTF_8);
-    } catch (IOException e) {
-      throw new UncheckedIOException("reading LlamaDecoder.py", e);
-    }
-  }
 }

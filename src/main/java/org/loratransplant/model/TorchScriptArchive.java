@@ -23,7 +23,8 @@ import java.util.zip.ZipOutputStream;
  * {@code data.pkl}, a protocol-2 pickle that builds the module object from a dict of its
  * attributes ({@code GLOBAL __torch__ Cls, EMPTY_TUPLE, NEWOBJ, {attr: value}, BUILD}).
  *
- * <p>Public for other packages' small scripts (the transfer package's linear algebra).
+ * <p>Public for other packages' small scripts (the transfer package's linear algebra), with
+ * {@link #source} and {@link #load} to read and load one.
  */
 public final class TorchScriptArchive {
   /**
@@ -92,6 +93,36 @@ public final class TorchScriptArchive {
     } else {
       throw new IllegalArgumentException("attribute '" + name + "': cannot pickle a "
           + (v == null ? "null" : v.getClass().getName()));
+    }
+  }
+
+  /** The text of resource {@code name} beside class {@code owner} (a TorchScript source). */
+  public static String source(Class<?> owner, String name) {
+    try (java.io.InputStream in = owner.getResourceAsStream(name)) {
+      if (in == null) {
+        throw new IllegalStateException(name + " is missing from the classpath");
+      }
+      return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+    } catch (IOException e) {
+      throw new UncheckedIOException("reading " + name, e);
+    }
+  }
+
+  /**
+   * Compiles and loads the module {@link #write} describes onto {@code device}, owned by a
+   * manager that lives as long as the JVM: such modules hold no tensors, are few and are shared
+   * by every thread. Compile errors surface as DJL's {@code EngineException}.
+   */
+  public static ai.djl.pytorch.engine.PtSymbolBlock load(String className, String source,
+      Map<String, Object> attributes, ai.djl.Device device) {
+    byte[] archive = write(className, source, attributes);
+    ai.djl.pytorch.engine.PtNDManager owner =
+        (ai.djl.pytorch.engine.PtNDManager) ai.djl.ndarray.NDManager.newBaseManager(device);
+    try {
+      return ai.djl.pytorch.jni.JniUtils.loadModule(owner,
+          new java.io.ByteArrayInputStream(archive), true, false);
+    } catch (IOException e) {
+      throw new UncheckedIOException("loading the TorchScript module " + className, e);
     }
   }
 

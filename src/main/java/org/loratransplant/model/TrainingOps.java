@@ -3,16 +3,9 @@ package org.loratransplant.model;
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
-import ai.djl.ndarray.NDManager;
-import ai.djl.pytorch.engine.PtNDManager;
 import ai.djl.pytorch.engine.PtSymbolBlock;
 import ai.djl.pytorch.jni.IValueUtils;
 import ai.djl.pytorch.jni.JniUtils;
-import java.io.ByteArrayInputStream;
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
 import java.util.LinkedHashMap;
 import java.util.Map;
 import java.util.concurrent.ConcurrentHashMap;
@@ -29,7 +22,8 @@ import java.util.concurrent.ConcurrentHashMap;
  * model and thread.
  */
 final class TrainingOps {
-  private static final String SOURCE = source();
+  private static final String SOURCE = TorchScriptArchive.source(TrainingOps.class,
+      "TrainingOps.py");
   private static final Map<Key, PtSymbolBlock> LOADED = new ConcurrentHashMap<>();
   /** DJL's setting of TorchScript's graph optimiser, restored after each op. */
   private static final boolean OPTIMIZE_DEFAULT =
@@ -87,24 +81,8 @@ final class TrainingOps {
     if (key.className().equals("SwiGlu")) {
       attributes.put("inter", key.inter());
     }
-    byte[] archive = TorchScriptArchive.write(key.className(), SOURCE, attributes);
-    // Owned by a manager that lives as long as the JVM: modules are few and shared.
-    PtNDManager owner = (PtNDManager) NDManager.newBaseManager(key.device());
-    try {
-      return JniUtils.loadModule(owner, new ByteArrayInputStream(archive), true, false);
-    } catch (IOException e) {
-      throw new UncheckedIOException("loading the TorchScript op " + key.className(), e);
-    }
+    return TorchScriptArchive.load(key.className(), SOURCE, attributes, key.device());
   }
 
-  private static String source() {
-    try (InputStream in = TrainingOps.class.getResourceAsStream("TrainingOps.py")) {
-      if (in == null) {
-        throw new IllegalStateException("TrainingOps.py is missing from the classpath");
-      }
-      return new String(in.readAllBytes(), StandardCharsets.UTF_8);
-    } catch (IOException e) {
-      throw new UncheckedIOException("reading TrainingOps.py", e);
-    }
-  }
+
 }

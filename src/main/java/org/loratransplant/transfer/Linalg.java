@@ -10,12 +10,6 @@ import ai.djl.pytorch.engine.PtNDManager;
 import ai.djl.pytorch.engine.PtSymbolBlock;
 import ai.djl.pytorch.jni.IValue;
 import ai.djl.pytorch.jni.IValueUtils;
-import ai.djl.pytorch.jni.JniUtils;
-import java.io.ByteArrayInputStream;
-import java.io.IOException;
-import java.io.InputStream;
-import java.io.UncheckedIOException;
-import java.nio.charset.StandardCharsets;
 import java.util.Map;
 import java.util.SplittableRandom;
 import org.loratransplant.model.TorchScriptArchive;
@@ -150,22 +144,9 @@ public final class Linalg {
   }
 
   private static PtSymbolBlock load() {
-    String source;
-    try (InputStream in = Linalg.class.getResourceAsStream("Linalg.py")) {
-      if (in == null) {
-        throw new IllegalStateException("Linalg.py is missing from the classpath");
-      }
-      source = new String(in.readAllBytes(), StandardCharsets.UTF_8);
-    } catch (IOException e) {
-      throw new UncheckedIOException("reading Linalg.py", e);
-    }
-    byte[] archive = TorchScriptArchive.write("Linalg", source, Map.of("training", false));
-    // Owned by a manager that lives as long as the JVM: one small module shared by all threads.
-    PtNDManager owner = (PtNDManager) NDManager.newBaseManager(Device.cpu());
-    try {
-      return JniUtils.loadModule(owner, new ByteArrayInputStream(archive), true, false);
-    } catch (IOException e) {
-      throw new UncheckedIOException("loading the TorchScript linear algebra", e);
-    }
+    // One small module shared by all threads.
+    return TorchScriptArchive.load("Linalg", TorchScriptArchive.source(Linalg.class, "Linalg.py"),
+        Map.of("training", false), Device.cpu());
   }
+
 }
