@@ -123,6 +123,7 @@ public final class LlamaModel implements AutoCloseable {
    * weights go from the file into libtorch memory ({@link WeightReader}) in float32.
    */
   public static LlamaModel load(Path dir, Device device) {
+    boolean map = mapFiles() && device.equals(Device.cpu()); // a bad value fails before work
     ModelConfig config = ModelConfig.load(dir);
     NDManager manager = NDManager.newBaseManager(device);
     try (Checkpoint ckpt = Checkpoint.open(dir)) {
@@ -134,8 +135,7 @@ public final class LlamaModel implements AutoCloseable {
         // The checks of each tensor are small reductions: across threads, on a busy machine,
         // they measured 5x the whole read (OpenMP workers waiting for cores); on one, a pass.
         IntraOpThreads.forPositions(1);
-        w = new WeightReader(ckpt, cpu, IntraOpThreads.cores(),
-            device.equals(Device.cpu()) && mapFiles());
+        w = new WeightReader(ckpt, cpu, IntraOpThreads.cores(), map);
         int e = config.hiddenSize();
         NDArray embedding = onDevice(w.read("model.embed_tokens.weight", config.vocabSize(), e),
             manager);
@@ -241,8 +241,13 @@ public final class LlamaModel implements AutoCloseable {
    * Whether CPU models map float32 checkpoints instead of reading them ({@link WeightReader});
    * {@code -Dlt.load.mmap=false} reads them into fresh memory, as before.
    */
-  private static boolean mapFiles() {
-    return !"false".equalsIgnoreCase(System.getProperty("lt.load.mmap", "true"));
+  static boolean mapFiles() {
+    String v = System.getProperty("lt.load.mmap", "true").trim();
+    if (!v.equalsIgnoreCase("true") && !v.equalsIgnoreCase("false")) {
+      throw new IllegalArgumentException("system property lt.load.mmap = '" + v
+          + "': expected true or false");
+    }
+    return v.equalsIgnoreCase("true");
   }
 
   /** Weight tensors that alias a memory mapping of the checkpoint rather than a copy. */

@@ -141,11 +141,6 @@ final class WeightReader implements AutoCloseable {
     return List.copyOf(mappings);
   }
 
-  /** Tensors mapped rather than read so far. */
-  int mappedTensors() {
-    return mappings.size();
-  }
-
   /** File bytes read (or mapped and checked) so far. */
   long bytesRead() {
     return bytesRead.get();

@@ -99,6 +99,20 @@ class MappedLoadTest {
   }
 
   @Test
+  void aBadSwitchValueIsRefusedNamingTheProperty() throws Exception {
+    Path dir = copyOfStories();
+    System.setProperty("lt.load.mmap", "flase");
+    try {
+      IllegalArgumentException e = org.junit.jupiter.api.Assertions.assertThrows(
+          IllegalArgumentException.class, () -> LlamaModel.load(dir, Device.cpu()).close());
+      assertTrue(e.getMessage().contains("lt.load.mmap") && e.getMessage().contains("flase"),
+          e.getMessage());
+    } finally {
+      System.clearProperty("lt.load.mmap");
+    }
+  }
+
+  @Test
   void writesIntoAMappedWeightStayInThisProcess() throws Exception {
     Path dir = copyOfStories();
     Path file = dir.resolve("model.safetensors");
