@@ -300,10 +300,9 @@ public final class RuntimeBenchmark {
     long t0 = System.nanoTime();
     // The process's CPU time: the load fills tensors on several threads.
     long c0 = processCpuNanos();
-    try (LanguageModel lm = LanguageModel.load(dir, device)) {
+    try (LanguageModel lm = LanguageModel.load(dir, device, precision)) {
       double loadS = (System.nanoTime() - t0) / 1e9;
       double loadCpuS = (processCpuNanos() - c0) / 1e9;
-      lm.setPrecision(precision);
       double rss = statusMb("VmRSS:");
       double peakLoad = peakRssMb();
       boolean reset = resetPeakRss();

@@ -72,7 +72,8 @@ public final class BenchRuntimeCommand implements Command {
     List<RuntimeBenchmark.Figure> figures = new ArrayList<>();
     try (ModelCli.Loaded m = ModelCli.load(o)) {
       RuntimeBenchmark b = new RuntimeBenchmark(m.model(), o.integer("repeats"));
-      // --precision applies to inference; training always runs in float32.
+      // --precision bf16 loads the products' weights in bf16: inference and training products
+      // then run in bf16 (float32 accumulation, activations and adapter).
       String inference = m.model().precision().label();
       int t = Math.min(o.integer("seq-len"), m.model().config().maxPositions());
       int n = Math.min(o.integer("new-tokens"), m.model().config().maxPositions() - 1);
@@ -107,7 +108,7 @@ public final class BenchRuntimeCommand implements Command {
         figures.add(report(b.training(batch, t, steps, o.integer("report-every"), line -> {
           System.out.println(o.has("json") ? "{\"progress\":\"" + line + "\"}" : line);
           System.out.flush();
-        }), 1, o.has("json"), "fp32"));
+        }), 1, o.has("json"), inference));
       }
     }
     double rss = RuntimeBenchmark.peakRssMb();

@@ -17,8 +17,9 @@ final class ModelCli {
     o.value("device", "D", "auto, cpu, gpu or gpu:N", "auto")
         .value("adapter", "DIR", "PEFT LoRA adapter directory to apply", null)
         .flag("merged", "merge the adapter into the base weights instead of running it beside")
-        .value("precision", "P", "fp32, or bf16: the LM head and the layers' products in bf16 "
-            + "with float32 accumulation (the rest float32; see README, bf16)", "fp32");
+        .value("precision", "P", "fp32, or bf16: the LM head and the layers' products stored "
+            + "and run in bf16 with float32 accumulation (the rest float32; see README, bf16)",
+            "fp32");
   }
 
   /** A loaded model and the adapter to run it with (null for the base model). */
@@ -47,8 +48,7 @@ final class ModelCli {
     } catch (IllegalArgumentException e) {
       throw new UsageException(e.getMessage());
     }
-    LanguageModel lm = LanguageModel.load(dir, Devices.choose(o.get("device")));
-    lm.setPrecision(precision);
+    LanguageModel lm = LanguageModel.load(dir, Devices.choose(o.get("device")), precision);
     if (!o.has("adapter")) {
       return new Loaded(lm, null);
     }

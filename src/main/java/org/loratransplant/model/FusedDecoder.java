@@ -73,12 +73,16 @@ public final class FusedDecoder implements AutoCloseable {
     this.precision = precision;
   }
 
-  /** Bytes of the bf16 copies {@code bf16_products} makes: the fresh ones of its products. */
+  /**
+   * Bytes of the bf16 copies {@code bf16_products} makes: the fresh ones of its products that
+   * are not bf16 already (a model loaded in bf16 has its products so, and needs no copy).
+   */
   private static long bf16Bytes(List<NDArray> weights, boolean[] fresh) {
-    long values = fresh[1] ? weights.get(1).size() : 0;
-    for (int j = 8; j < weights.size(); j++) {
+    long values = 0;
+    for (int j = 1; j < weights.size(); j++) {
       int k = (j - 8) % 18;
-      if ((k == 2 || k == 6 || k == 10 || k == 14) && fresh[j]) {
+      boolean product = j == 1 || (j >= 8 && (k == 2 || k == 6 || k == 10 || k == 14));
+      if (product && fresh[j] && !TrainingOps.isBf16(weights.get(j))) {
         values += weights.get(j).size();
       }
     }

@@ -35,11 +35,22 @@ public final class LanguageModel implements AutoCloseable {
 
   /** Loads weights and, when present, {@code tokenizer.json}. */
   public static LanguageModel load(Path dir, Device device) {
-    LlamaModel m = LlamaModel.load(dir, device);
+    return load(dir, device, Precision.FP32);
+  }
+
+  /**
+   * As above, its inference products in {@code precision}; in bf16 the product weights are
+   * stored in bf16 and no float32 copy is kept ({@link LlamaModel#load(Path, Device,
+   * Precision)}), so the precision cannot go back to float32.
+   */
+  public static LanguageModel load(Path dir, Device device, Precision precision) {
+    LlamaModel m = LlamaModel.load(dir, device, precision);
     try {
       TextTokenizer tok = TextTokenizer.exists(dir)
           ? TextTokenizer.load(dir, m.config().bosTokenId()) : null;
-      return new LanguageModel(m, tok);
+      LanguageModel lm = new LanguageModel(m, tok);
+      lm.precision = precision;
+      return lm;
     } catch (RuntimeException e) {
       m.close();
       throw e;
@@ -82,7 +93,13 @@ public final class LanguageModel implements AutoCloseable {
    * Training is unaffected. Changing it remakes the kept decoders at their next use.
    */
   public void setPrecision(Precision precision) {
-    this.precision = java.util.Objects.requireNonNull(precision, "precision");
+    java.util.Objects.requireNonNull(precision, "precision");
+    if (model.bf16Products() && precision != Precision.BF16) {
+      throw new IllegalStateException(model.directory() + " was loaded with its products in "
+          + "bf16 and holds no float32 copy of them: load it again in fp32 to compute in "
+          + "float32");
+    }
+    this.precision = precision;
   }
 
   public Precision precision() {

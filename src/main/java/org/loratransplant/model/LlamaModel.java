@@ -39,6 +39,7 @@ public final class LlamaModel implements AutoCloseable {
   private final NDArray eps;
   private final NDArray meanColumn; // (E, 1) filled with 1/E
   private volatile long weightsVersion;
+  private final boolean bf16Products;
 
   private final long loadedBytes;
   /**
@@ -59,8 +60,9 @@ public final class LlamaModel implements AutoCloseable {
 
   private LlamaModel(ModelConfig config, Path directory, NDManager manager, NDArray embedding,
       NDArray lmHead, NDArray finalNorm, Layer[] layers, long loadedBytes,
-      List<java.nio.MappedByteBuffer> mappings) {
+      List<java.nio.MappedByteBuffer> mappings, boolean bf16Products) {
     this.mappings = mappings;
+    this.bf16Products = bf16Products;
     this.config = config;
     this.directory = directory;
     this.manager = manager;
@@ -123,7 +125,20 @@ public final class LlamaModel implements AutoCloseable {
    * weights go from the file into libtorch memory ({@link WeightReader}) in float32.
    */
   public static LlamaModel load(Path dir, Device device) {
+    return load(dir, device, Precision.FP32);
+  }
+
+  /**
+   * As above; in {@link Precision#BF16} the products' weights (every layer's q|k|v, o, gate|up
+   * and down, and an untied LM head) are stored in bf16 instead, with no float32 copy: a BF16
+   * checkpoint's values as they are (mapped like float32 ones where they can be), any other
+   * rounded to nearest even as {@link FusedDecoder}'s bf16 copies are. Embeddings, norms and
+   * biases stay float32. Such a model computes its products in bf16 with float32 accumulation
+   * on every path, training's included ({@link #bf16Products}).
+   */
+  public static LlamaModel load(Path dir, Device device, Precision precision) {
     boolean map = mapFiles() && device.equals(Device.cpu()); // a bad value fails before work
+    boolean bf16 = precision == Precision.BF16;
     ModelConfig config = ModelConfig.load(dir);
     NDManager manager = NDManager.newBaseManager(device);
     try (Checkpoint ckpt = Checkpoint.open(dir)) {
@@ -147,15 +162,16 @@ public final class LlamaModel implements AutoCloseable {
           }
           lmHead = embedding;
         } else {
-          lmHead = onDevice(w.read("lm_head.weight", config.vocabSize(), e), manager);
+          lmHead = product(w, List.of("lm_head.weight"), new long[] {config.vocabSize()}, e,
+              manager, bf16);
         }
         NDArray finalNorm = onDevice(w.read("model.norm.weight", e), manager);
         Layer[] layers = new Layer[config.numLayers()];
         for (int i = 0; i < layers.length; i++) {
-          layers[i] = loadLayer(w, config, i, manager);
+          layers[i] = loadLayer(w, config, i, manager, bf16);
         }
         return new LlamaModel(config, dir, manager, embedding, lmHead, finalNorm, layers,
-            w.bytesRead(), w.mappings());
+            w.bytesRead(), w.mappings(), bf16);
       } finally {
         if (w != null) {
           w.close();
@@ -170,20 +186,21 @@ public final class LlamaModel implements AutoCloseable {
     }
   }
 
-  private static Layer loadLayer(WeightReader w, ModelConfig c, int i, NDManager target) {
+  private static Layer loadLayer(WeightReader w, ModelConfig c, int i, NDManager target,
+      boolean bf16) {
     int e = c.hiddenSize();
     List<Projection> qkvParts = List.of(Projection.Q_PROJ, Projection.K_PROJ, Projection.V_PROJ);
     List<Projection> guParts = List.of(Projection.GATE_PROJ, Projection.UP_PROJ);
-    NDArray qkv = onDevice(stack(w, c, i, qkvParts, ".weight"), target);
+    NDArray qkv = weight(w, c, i, qkvParts, target, bf16);
     NDArray qkvBias = Projection.Q_PROJ.hasBias(c)
         ? onDevice(stack(w, c, i, qkvParts, ".bias"), target) : null;
-    NDArray o = onDevice(stack(w, c, i, List.of(Projection.O_PROJ), ".weight"), target);
+    NDArray o = weight(w, c, i, List.of(Projection.O_PROJ), target, bf16);
     NDArray oBias = Projection.O_PROJ.hasBias(c)
         ? onDevice(stack(w, c, i, List.of(Projection.O_PROJ), ".bias"), target) : null;
-    NDArray gateUp = onDevice(stack(w, c, i, guParts, ".weight"), target);
+    NDArray gateUp = weight(w, c, i, guParts, target, bf16);
     NDArray gateUpBias = Projection.GATE_PROJ.hasBias(c)
         ? onDevice(stack(w, c, i, guParts, ".bias"), target) : null;
-    NDArray down = onDevice(stack(w, c, i, List.of(Projection.DOWN_PROJ), ".weight"), target);
+    NDArray down = weight(w, c, i, List.of(Projection.DOWN_PROJ), target, bf16);
     NDArray downBias = Projection.DOWN_PROJ.hasBias(c)
         ? onDevice(stack(w, c, i, List.of(Projection.DOWN_PROJ), ".bias"), target) : null;
     Map<Projection, Linear> linears = new EnumMap<>(Projection.class);
@@ -197,13 +214,37 @@ public final class LlamaModel implements AutoCloseable {
         qkv, qkvBias, o, oBias, gateUp, gateUpBias, down, downBias, linears);
   }
 
-  /** The weights (or biases) of {@code parts} of layer {@code i}, stacked along their rows. */
+  /** The biases of {@code parts} of layer {@code i}, stacked. */
   private static NDArray stack(WeightReader w, ModelConfig c, int i, List<Projection> parts,
       String suffix) {
     List<String> names = parts.stream().map(p -> p.keyPrefix(i) + suffix).toList();
-    long[] rows = parts.stream().mapToLong(p -> p.outFeatures(c)).toArray();
-    return suffix.equals(".bias") ? w.stack(names, rows)
-        : w.stack(names, rows, parts.get(0).inFeatures(c));
+    return w.stack(names, parts.stream().mapToLong(p -> p.outFeatures(c)).toArray());
+  }
+
+  /** The weights of {@code parts} of layer {@code i}, stacked along their rows, on target. */
+  private static NDArray weight(WeightReader w, ModelConfig c, int i, List<Projection> parts,
+      NDManager target, boolean bf16) {
+    List<String> names = parts.stream().map(p -> p.keyPrefix(i) + ".weight").toList();
+    return product(w, names, parts.stream().mapToLong(p -> p.outFeatures(c)).toArray(),
+        parts.get(0).inFeatures(c), target, bf16);
+  }
+
+  /**
+   * A product's weight, the tensors {@code names} ({@code (rows[j], in)}) stacked, on target:
+   * float32, or in bf16 ({@link #load(Path, Device, Precision)}). The conversions run where the
+   * model lives, after the move (DJL moves float16 and float32 tensors, not bf16 ones).
+   */
+  private static NDArray product(WeightReader w, List<String> names, long[] rows, long in,
+      NDManager target, boolean bf16) {
+    if (!bf16) {
+      return onDevice(w.stack(names, rows, in), target);
+    }
+    boolean kept = w.allBf16(names);
+    try (NDArray source = onDevice(kept ? w.stackBf16Bits(names, rows, in)
+        : w.stackRead(names, rows, in), target)) {
+      // The view shares the storage of `source`, whose handle alone is closed here.
+      return kept ? TrainingOps.bf16Bits(source) : TrainingOps.bf16Round(source);
+    }
   }
 
   /** A {@link Linear} per part: views of its rows of the stacked weight and bias. */
@@ -273,7 +314,16 @@ public final class LlamaModel implements AutoCloseable {
   }
 
   static long bytes(NDArray a) {
-    return a.getShape().size() * a.getDataType().getNumOfBytes();
+    return a.getShape().size() * (TrainingOps.isBf16(a) ? 2 : a.getDataType().getNumOfBytes());
+  }
+
+  /**
+   * Whether the products' weights are stored in bf16 ({@link #load(Path, Device, Precision)}):
+   * then every product runs in bf16 with float32 accumulation, and a LoRA merged into them is
+   * rounded to bf16 (unmerging does not restore the loaded values exactly).
+   */
+  public boolean bf16Products() {
+    return bf16Products;
   }
 
   public ModelConfig config() {
@@ -453,7 +503,8 @@ public final class LlamaModel implements AutoCloseable {
 
   /** {@code (..., E) -> (..., V)} logits. */
   public NDArray logits(NDArray hidden) {
-    return hidden.matMul(lmHeadT);
+    return TrainingOps.isBf16(lmHead) ? TrainingOps.mixedLinear(hidden, lmHead)
+        : hidden.matMul(lmHeadT);
   }
 
   /** The token embedding table {@code (V, E)} (NEFTune adds noise after this lookup). */
@@ -497,8 +548,12 @@ public final class LlamaModel implements AutoCloseable {
   private NDArray[] projectStacked(List<Projection> parts, NDArray weight, NDArray bias,
       NDArray x, NDArray[] deltas) {
     NDArray y;
-    try (NDArray weightT = weight.transpose(1, 0)) {
-      y = x.matMul(weightT);
+    if (TrainingOps.isBf16(weight)) {
+      y = TrainingOps.mixedLinear(x, weight);
+    } else {
+      try (NDArray weightT = weight.transpose(1, 0)) {
+        y = x.matMul(weightT);
+      }
     }
     if (bias != null) {
       y = y.add(bias);

@@ -3,6 +3,7 @@ package org.loratransplant.model;
 import ai.djl.Device;
 import ai.djl.ndarray.NDArray;
 import ai.djl.ndarray.NDList;
+import ai.djl.ndarray.types.DataType;
 import ai.djl.pytorch.engine.PtSymbolBlock;
 import ai.djl.pytorch.jni.IValueUtils;
 import ai.djl.pytorch.jni.JniUtils;
@@ -12,7 +13,8 @@ import java.util.concurrent.ConcurrentHashMap;
 
 /**
  * The fused ops of {@link LlamaModel}'s differentiable forward, as small TorchScript modules
- * ({@code TrainingOps.py} beside this class): RMSNorm, and SiLU-gated MLP inputs. DJL has no
+ * ({@code TrainingOps.py} beside this class): RMSNorm, RoPE, SiLU-gated MLP inputs, products
+ * with bf16 weights, and the two bf16 conversions loading a model in bf16 needs. DJL has no
  * {@code silu} or {@code rsqrt}, and building them from its ops cost a training step of the
  * 135M shape ~10% more than the same step in PyTorch (sigmoid, its backward and three extra
  * products per layer; divisions; the concatenation of the split gate/up gradients). Each module
@@ -58,6 +60,37 @@ final class TrainingOps {
   /** {@code silu(gate) * up}. */
   static NDArray siluMul(NDArray gate, NDArray up) {
     return run(new Key("SiluMul", 0, gate.getDevice()), gate, up);
+  }
+
+  /**
+   * {@code x @ w.t()} for a bf16 weight {@code w (out, in)} ({@link #isBf16}) and float32 x: x
+   * rounded to bf16, the product accumulated in float32, the result float32.
+   */
+  static NDArray mixedLinear(NDArray x, NDArray w) {
+    return run(new Key("MixedLinear", 0, x.getDevice()), x, w);
+  }
+
+  /**
+   * The bfloat16 tensor whose bits the 16-bit tensor {@code bits} holds (read or mapped from a
+   * bf16 checkpoint as float16, the 16-bit type DJL can make): the same memory, no copy.
+   */
+  static NDArray bf16Bits(NDArray bits) {
+    return run(new Key("Bf16Bits", 0, bits.getDevice()), bits);
+  }
+
+  /** {@code x} rounded to bfloat16 (nearest even), a new tensor. */
+  static NDArray bf16Round(NDArray x) {
+    return run(new Key("Bf16Round", 0, x.getDevice()), x);
+  }
+
+  /**
+   * Whether {@code a} is a bfloat16 tensor: DJL 0.35 does not map libtorch's bfloat16 and
+   * reports such tensors (made only by {@link #bf16Bits} and {@link #bf16Round} here) as
+   * {@link DataType#UNKNOWN}.
+   */
+  static boolean isBf16(NDArray a) {
+    DataType t = a.getDataType();
+    return t == DataType.BFLOAT16 || t == DataType.UNKNOWN;
   }
 
   private static NDArray run(Key key, NDArray... inputs) {

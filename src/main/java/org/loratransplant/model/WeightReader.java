@@ -99,6 +99,41 @@ final class WeightReader implements AutoCloseable {
    * dimension into one float32 tensor on the CPU.
    */
   NDArray stack(List<String> names, long[] rows, long... inner) {
+    return stackInto(names, rows, DataType.FLOAT32, mapFiles, inner);
+  }
+
+  /**
+   * As {@link #stack}, always read into fresh memory: for a tensor that is converted and
+   * dropped at once, whose mapping would otherwise stay (the mappings live as long as the model).
+   */
+  NDArray stackRead(List<String> names, long[] rows, long... inner) {
+    return stackInto(names, rows, DataType.FLOAT32, false, inner);
+  }
+
+  /** Whether every tensor of {@code names} is stored as BF16 in the checkpoint. */
+  boolean allBf16(List<String> names) {
+    return names.stream().allMatch(n -> ckpt.has(n) && ckpt.info(n).dtype() == DType.BF16);
+  }
+
+  /**
+   * As {@link #stack} for BF16 tensors ({@link #allBf16}), keeping their bits: a float16 tensor
+   * holding the file's bf16 values unchanged, for {@link TrainingOps#bf16Bits} to view as the
+   * bf16 tensor it is (DJL cannot make a bf16 tensor). Mapped like float32 ones when it can be.
+   * Each block is checked for NaN and infinity as bf16.
+   */
+  NDArray stackBf16Bits(List<String> names, long[] rows, long... inner) {
+    if (!allBf16(names)) {
+      throw new IllegalArgumentException("not all BF16: " + names);
+    }
+    return stackInto(names, rows, DataType.FLOAT16, mapFiles, inner);
+  }
+
+  /**
+   * The stacked tensor as {@code type}: FLOAT32 (any float dtype in the file, converted), or
+   * FLOAT16 holding BF16 bits as they are; mapped when {@code map} and the file allows.
+   */
+  private NDArray stackInto(List<String> names, long[] rows, DataType type, boolean map,
+      long... inner) {
     long innerSize = 1;
     for (long d : inner) {
       innerSize *= d;
@@ -114,19 +149,20 @@ final class WeightReader implements AutoCloseable {
     long[] dims = new long[inner.length + 1];
     dims[0] = total;
     System.arraycopy(inner, 0, dims, 1, inner.length);
-    java.nio.MappedByteBuffer mapped = mapFiles
-        && names.stream().allMatch(n -> ckpt.info(n).dtype() == DType.F32)
+    DType raw = type == DataType.FLOAT32 ? DType.F32 : DType.BF16; // stored as the file has it
+    java.nio.MappedByteBuffer mapped = map
+        && names.stream().allMatch(n -> ckpt.info(n).dtype() == raw)
         ? ckpt.mapPrivate(names) : null;
     // A direct buffer becomes a tensor over its memory (no copy); otherwise uninitialised memory.
-    NDArray out = mapped != null ? manager.create(mapped, new Shape(dims), DataType.FLOAT32)
-        : manager.create(new Shape(dims), DataType.FLOAT32);
+    NDArray out = mapped != null ? manager.create(mapped, new Shape(dims), type)
+        : manager.create(new Shape(dims), type);
     if (mapped != null) {
       mappings.add(mapped);
     }
     try {
       long at = 0;
       for (int i = 0; i < names.size(); i++) {
-        fill(names.get(i), out, at, rows[i], innerSize * Float.BYTES, mapped == null);
+        fill(names.get(i), out, at, rows[i], innerSize * raw.byteSize(), mapped == null);
         at += rows[i];
       }
       return out;
@@ -197,25 +233,30 @@ final class WeightReader implements AutoCloseable {
     bytesRead.addAndGet(ckpt.info(name).byteLength());
   }
 
-  /** Rows {@code [r0, r0 + n)} of tensor {@code name} into rows from {@code outRow} of out. */
+  /**
+   * Rows {@code [r0, r0 + n)} of tensor {@code name} ({@code rowBytes} each as stored in out)
+   * into rows from {@code outRow} of out.
+   */
   private void fillBlock(String name, NDArray out, long outRow, long r0, long n, long rowBytes,
       boolean read) {
     TensorInfo info = ckpt.info(name);
     NDArray block = LlamaModel.rowsOf(out, outRow, n);
     try {
+      boolean bits = out.getDataType() == DataType.FLOAT16; // bf16 values kept as they are
       if (read) {
         ByteBuffer view = ((PtNDArray) block).toByteBuffer(true); // aliases the tensor's memory
-        long first = r0 * rowBytes / Float.BYTES; // element offset within the tensor
-        if (info.dtype() == DType.F32) {
-          ckpt.readBytesInto(name, first * Float.BYTES, view.duplicate());
+        if (bits || info.dtype() == DType.F32) {
+          ckpt.readBytesInto(name, r0 * rowBytes, view.duplicate());
         } else {
-          convert(info, first, n * rowBytes / Float.BYTES, view);
+          convert(info, r0 * rowBytes / Float.BYTES, n * rowBytes / Float.BYTES, view);
         }
       }
       // One reduction on one thread: a sum is finite when no value is NaN or infinite (an
       // overflow of the sum itself, only with absurd weights, is told apart by the scan).
-      try (NDArray sum = block.sum()) {
-        if (!Float.isFinite(sum.getFloat())) {
+      try (NDArray values = bits ? TrainingOps.bf16Bits(block) : null;
+          NDArray sum = (bits ? values : block).sum();
+          NDArray sum32 = bits ? sum.toType(DataType.FLOAT32, false) : null) {
+        if (!Float.isFinite((bits ? sum32 : sum).getFloat())) {
           String problem = FiniteCheck.problem(name, ckpt.readFloat32(name));
           if (problem != null) {
             throw new ModelConfigException(ckpt.fileOf(name) + ": " + problem);

@@ -49,8 +49,7 @@ public final class ExecutorModels {
       device = "gpu:" + tc.resources().apply("gpu").addresses()[0];
     }
     LanguageModel lm = LanguageModel.load(ModelDirs.local(spec.modelDir()),
-        Devices.choose(device));
-    lm.setPrecision(spec.precision());
+        Devices.choose(device), spec.precision());
     LoraAdapter adapter = spec.adapterDir() == null ? null
         : PeftFormat.read(ModelDirs.local(spec.adapterDir()), lm.config(), lm.model().manager());
     int n = LOADS.incrementAndGet();

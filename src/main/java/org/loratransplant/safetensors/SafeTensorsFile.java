@@ -595,9 +595,9 @@ public final class SafeTensorsFile implements AutoCloseable {
    * private (copy-on-write) memory mapping of the file, little-endian: the pages are the page
    * cache's own until written, and a write through the mapping changes only this process's copy,
    * never the file. Null when that is not possible: the tensors are not adjacent, the first is
-   * not 4-byte aligned in the file, the range exceeds 2 GiB (one Java mapping), or the file
-   * cannot be opened for writing (Java maps privately only through a writable channel; nothing
-   * is written through it), as on a read-only file system. The mapping lasts as long as the
+   * not aligned to its element size in the file, the range exceeds 2 GiB (one Java mapping), or
+   * the file cannot be opened for writing (Java maps privately only through a writable channel;
+   * nothing is written through it), as on a read-only file system. The mapping lasts as long as the
    * returned buffer is reachable, whatever happens to this object; anything that aliases its
    * memory must keep it so. A file replaced by a rename keeps its mapped inode; one rewritten in
    * place while mapped would fault the process (SIGBUS), as with every memory-mapped loader.
@@ -613,7 +613,9 @@ public final class SafeTensorsFile implements AutoCloseable {
       end = info.end();
     }
     long position = dataStart + begin;
-    if (position % Float.BYTES != 0 || end - begin > Integer.MAX_VALUE || end == begin) {
+    // Aligned to the element size, so the tensor over the mapping is (the page is aligned).
+    if (position % info(names.get(0)).dtype().byteSize() != 0 || end - begin > Integer.MAX_VALUE
+        || end == begin) {
       return null;
     }
     try (FileChannel writable = FileChannel.open(path, StandardOpenOption.READ,

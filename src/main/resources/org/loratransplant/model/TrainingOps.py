@@ -21,8 +21,17 @@ class SwiGlu(Module):
   training : bool
   inter : int
   def forward(self: __torch__.SwiGlu, x: Tensor, gate_up: Tensor) -> Tensor:
-    gate = torch.matmul(x, gate_up.narrow(0, 0, self.inter).t())
-    up = torch.matmul(x, gate_up.narrow(0, self.inter, self.inter).t())
+    g = gate_up.narrow(0, 0, self.inter)
+    u = gate_up.narrow(0, self.inter, self.inter)
+    if gate_up.dtype == x.dtype:
+      gate = torch.matmul(x, g.t())
+      up = torch.matmul(x, u.t())
+    else:
+      # A bf16 weight (a model loaded in bf16): x rounded to bf16, float32 accumulation and
+      # result, as MixedLinear.
+      xs = x.to(gate_up.dtype)
+      gate = torch.linear(xs, g).to(x.dtype)
+      up = torch.linear(xs, u).to(x.dtype)
     return torch.silu(gate) * up
 class SiluMul(Module):
   # silu(gate) * up for gate and up computed elsewhere (with adapter deltas or biases): one silu
@@ -42,3 +51,29 @@ class Rope(Module):
   training : bool
   def forward(self: __torch__.Rope, x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
     return x * cos + torch.roll(x, [x.size(-1) // 2], [-1]) * sin_signed
+class MixedLinear(Module):
+  # x @ w.t() for a bf16 weight w (out, in) of a model loaded in bf16 and a float32 x: x rounded
+  # to bf16, the product accumulated in float32 (oneDNN's AMX / AVX512-BF16 kernels), the result
+  # float32, so the residual stream, norms and adapters stay float32. The gradient reaches x in
+  # float32; the frozen weight gets none.
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  def forward(self: __torch__.MixedLinear, x: Tensor, w: Tensor) -> Tensor:
+    return torch.linear(x.to(w.dtype), w).to(x.dtype)
+class Bf16Bits(Module):
+  # The bfloat16 tensor whose bits a 16-bit tensor holds (DJL 0.35 aborts when asked to make a
+  # bf16 tensor, so a checkpoint's bf16 bytes are read or mapped as a float16 tensor): the same
+  # storage, shape and strides, nothing copied (Tensor.view(dtype) is not in TorchScript).
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  def forward(self: __torch__.Bf16Bits, x: Tensor) -> Tensor:
+    return torch.empty([0], dtype=15, device=x.device).set_(x)
+class Bf16Round(Module):
+  # A float tensor rounded to bfloat16 (nearest even), as the decoder's bf16_products does.
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  def forward(self: __torch__.Bf16Round, x: Tensor) -> Tensor:
+    return x.to(15).contiguous()
