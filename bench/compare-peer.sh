@@ -13,7 +13,9 @@
 # REPEATS (timed repeats per figure inside one round, default 1; each round also warms up),
 # EXPERT_BATCH (32), GEN_BATCH (32), NEW_TOKENS (128), TRAIN_BATCH (16): the workload sizes;
 # PRECISION (fp32 or bf16: ours, --precision) and PEER_DTYPE (float32, bfloat16 or autocast-bf16:
-# the peer's --inference-dtype) for scoring and generation; training is float32 on both sides.
+# the peer's --inference-dtype) for scoring and generation. The peer trains in float32; ours
+# with PRECISION=bf16 loads the products' weights in bf16, so its training products run in bf16
+# too (float32 accumulation, activations and LoRA).
 set -euo pipefail
 root=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 model=${1:?usage: bench/compare-peer.sh MODEL_DIR [ROUNDS]}

@@ -164,8 +164,9 @@ public final class BenchRuntimeCommand implements Command {
       System.out.printf(java.util.Locale.ROOT, "load                %8.2f s (%.2fx the second "
           + "read; %.2f s CPU, %.2fx)%n", r.loadS(), r.loadS() / r.fileReadAgainS(), r.loadCpuS(),
           r.loadCpuS() / r.fileReadAgainCpuS());
-      System.out.printf(java.util.Locale.ROOT, "weights in memory   %8.2f GB (fp32, each once)%n",
-          r.weightBytes() / gb);
+      System.out.printf(java.util.Locale.ROOT, "weights in memory   %8.2f GB (%s, each once)%n",
+          r.weightBytes() / gb, o.get("precision").equalsIgnoreCase("fp32") ? "fp32"
+              : "products bf16, the rest as stored or fp32");
       System.out.printf(java.util.Locale.ROOT, "RSS before load     %8.0f MB (JVM + started "
           + "engine)%n", r.rssBeforeLoadMb());
       System.out.printf(java.util.Locale.ROOT, "RSS after load      %8.0f MB (peak while loading "

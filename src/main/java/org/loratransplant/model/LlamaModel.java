@@ -15,7 +15,8 @@ import java.util.Map;
 import org.loratransplant.safetensors.Checkpoint;
 
 /**
- * The Llama-family decoder (llama, mistral, qwen2) on DJL NDArrays, computed in fp32.
+ * The Llama-family decoder (llama, mistral, qwen2) on DJL NDArrays, computed in fp32 (its
+ * products in bf16 with float32 accumulation when loaded in {@link Precision#BF16}).
  *
  * <p>Shapes: B batch, T positions (S = T keys), E hidden, H query heads,
  * K key/value heads, G = H / K, D head dim, V vocab. One forward is ~20 ops per layer; the work
@@ -132,8 +133,8 @@ public final class LlamaModel implements AutoCloseable {
    * As above; in {@link Precision#BF16} the products' weights (every layer's q|k|v, o, gate|up
    * and down, and an untied LM head) are stored in bf16 instead, with no float32 copy: a BF16
    * checkpoint's values as they are (mapped like float32 ones where they can be), any other
-   * rounded to nearest even as {@link FusedDecoder}'s bf16 copies are. Embeddings, norms and
-   * biases stay float32. Such a model computes its products in bf16 with float32 accumulation
+   * rounded to nearest even as {@link FusedDecoder}'s bf16 copies are. A BF16 embedding stays
+   * bf16 too (looking a row up is exact); a float32 one, the norms and biases stay float32. Such a model computes its products in bf16 with float32 accumulation
    * on every path, training's included ({@link #bf16Products}).
    */
   public static LlamaModel load(Path dir, Device device, Precision precision) {
@@ -152,8 +153,11 @@ public final class LlamaModel implements AutoCloseable {
         IntraOpThreads.forPositions(1);
         w = new WeightReader(ckpt, cpu, IntraOpThreads.cores(), map);
         int e = config.hiddenSize();
-        NDArray embedding = onDevice(w.read("model.embed_tokens.weight", config.vocabSize(), e),
-            manager);
+        // In bf16 a BF16 embedding is kept as stored (its rows become float32 exactly when
+        // looked up; tied, it is the bf16 LM head too); any other is float32, as stored.
+        List<String> embed = List.of("model.embed_tokens.weight");
+        NDArray embedding = product(w, embed, new long[] {config.vocabSize()}, e, manager,
+            bf16 && w.allBf16(embed));
         NDArray lmHead;
         if (config.tieWordEmbeddings() || !ckpt.names().contains("lm_head.weight")) {
           if (!config.tieWordEmbeddings()) {
@@ -454,6 +458,9 @@ public final class LlamaModel implements AutoCloseable {
     int g = config.groupSize();
     int d = config.headDim();
     NDArray x = Embedding.embedding(ids, embedding, SparseFormat.DENSE).singletonOrThrow();
+    if (TrainingOps.isBf16(embedding)) {
+      x = x.toType(DataType.FLOAT32, false); // exact
+    }
     if (embeddingNoise != null) {
       x = x.add(embeddingNoise);
     }

@@ -3,12 +3,15 @@ package org.loratransplant.model;
 import java.util.Locale;
 
 /**
- * The number format of the inference products ({@link FusedDecoder}). {@code FP32} computes
- * everything in float32 (the parity tests' oracle). {@code BF16} keeps a bf16 copy of the LM
- * head and of every layer's four product weights and runs those products with bf16 inputs and
- * float32 accumulation (oneDNN's AMX / AVX512-BF16 kernels, several times float32's speed where
- * the CPU has them); norms, attention, softmax, RoPE, adapters beside the weights and the
- * residual stream stay float32. Training always runs in float32.
+ * The number format of the products. {@code FP32} computes everything in float32 (the parity
+ * tests' oracle). {@code BF16} runs the LM head and every layer's four products with bf16
+ * inputs and weights and float32 accumulation (oneDNN's AMX / AVX512-BF16 kernels, several
+ * times float32's speed where the CPU has them); norms, attention, softmax, RoPE, adapters
+ * beside the weights and the residual stream stay float32. A model loaded in BF16 ({@link
+ * LlamaModel#load(java.nio.file.Path, ai.djl.Device, Precision)}) stores those weights in bf16
+ * alone, so its training products run in bf16 too; a float32 model set to BF16 afterwards
+ * ({@link LanguageModel#setPrecision}) gives its inference decoders bf16 copies and trains in
+ * float32.
  */
 public enum Precision {
   FP32,

@@ -2,7 +2,8 @@ class LlamaDecoder(Module):
   # TorchScript, compiled by libtorch when LlamaScript loads it (no Python is involved): the
   # inference forward of a Llama-family decoder over the folded weights of a FusedDecoder.
   #
-  # w, the weight list: 0 embedding (V, E); 1 LM head (V, E); 2, 3 RoPE cos and sin (P, D);
+  # w, the weight list: 0 embedding (V, E), float32 or bf16 (its rows are cast to float32, a
+  # no-op for float32); 1 LM head (V, E); 2, 3 RoPE cos and sin (P, D);
   # 4 eps (1,); 5 a (E, 1) column of 1/E; 6 the final norm weight (E,); 7 the attention scale
   # 1/sqrt(D) (1,); then 18 per layer from 8 + 18 i: the input and the post-attention norm
   # weights, then for each of the four products qkv (Nq + 2 Nk, E) [q | k | v], o (E, Nq),
@@ -70,8 +71,8 @@ class LlamaDecoder(Module):
     b = ids.size(0)
     cache = annotate(List[Tensor], [])
     for i in range(self.layers):
-      cache.append(torch.zeros([b, self.kv_heads, self.head_dim, capacity], dtype=w[0].dtype, device=w[0].device))
-      cache.append(torch.zeros([b, self.kv_heads, capacity, self.head_dim], dtype=w[0].dtype, device=w[0].device))
+      cache.append(torch.zeros([b, self.kv_heads, self.head_dim, capacity], dtype=w[2].dtype, device=w[2].device))
+      cache.append(torch.zeros([b, self.kv_heads, capacity, self.head_dim], dtype=w[2].dtype, device=w[2].device))
     x = self.residual(w, ids, self.table(w[2], positions), self.table(w[3], positions), mask, cache, 0)
     return (self.last(w, x, b, temperature), cache)
   def step(self: __torch__.LlamaDecoder, w: List[Tensor], cache: List[Tensor], ids: Tensor, positions: Tensor, mask: Tensor, slot: int, temperature: float) -> Tensor:
@@ -86,8 +87,8 @@ class LlamaDecoder(Module):
     # An empty cache of `rows` rows of `capacity` slots, in prefill's layout.
     cache = annotate(List[Tensor], [])
     for i in range(self.layers):
-      cache.append(torch.zeros([rows, self.kv_heads, self.head_dim, capacity], dtype=w[0].dtype, device=w[0].device))
-      cache.append(torch.zeros([rows, self.kv_heads, capacity, self.head_dim], dtype=w[0].dtype, device=w[0].device))
+      cache.append(torch.zeros([rows, self.kv_heads, self.head_dim, capacity], dtype=w[2].dtype, device=w[2].device))
+      cache.append(torch.zeros([rows, self.kv_heads, capacity, self.head_dim], dtype=w[2].dtype, device=w[2].device))
     return cache
   def prefill_rows(self: __torch__.LlamaDecoder, w: List[Tensor], cache: List[Tensor], rows: Tensor, ids: Tensor, positions: Tensor, mask: Tensor, temperature: float) -> Tensor:
     # Left-padded prompts (n, T) into cache rows `rows` (n,) int64 at slots 0..T-1, the other
@@ -97,8 +98,8 @@ class LlamaDecoder(Module):
     t = ids.size(1)
     scratch = annotate(List[Tensor], [])
     for i in range(self.layers):
-      scratch.append(torch.zeros([b, self.kv_heads, self.head_dim, t], dtype=w[0].dtype, device=w[0].device))
-      scratch.append(torch.zeros([b, self.kv_heads, t, self.head_dim], dtype=w[0].dtype, device=w[0].device))
+      scratch.append(torch.zeros([b, self.kv_heads, self.head_dim, t], dtype=w[2].dtype, device=w[2].device))
+      scratch.append(torch.zeros([b, self.kv_heads, t, self.head_dim], dtype=w[2].dtype, device=w[2].device))
     x = self.residual(w, ids, self.table(w[2], positions), self.table(w[3], positions), mask, scratch, 0)
     for i in range(self.layers):
       cache[2 * i].narrow(3, 0, t).index_copy_(0, rows, scratch[2 * i])
@@ -126,7 +127,7 @@ class LlamaDecoder(Module):
     s = mask.size(4)
     kslots = slots.view([b, 1, 1, 1]).expand([b, self.kv_heads, self.head_dim, 1])
     vslots = slots.view([b, 1, 1, 1]).expand([b, self.kv_heads, 1, self.head_dim])
-    x = torch.embedding(w[0], ids.view([-1]))
+    x = torch.embedding(w[0], ids.view([-1])).to(w[2].dtype)
     for i in range(self.layers):
       base = 8 + 18 * i
       qkv = self.attention_inputs(w, base, x, cos, sin, b, t)
@@ -182,7 +183,7 @@ class LlamaDecoder(Module):
     # The residual stream (B*T, E) after the last layer; cos and sin (B or 1, T, 1, D).
     b = ids.size(0)
     t = ids.size(1)
-    x = torch.embedding(w[0], ids.view([-1]))
+    x = torch.embedding(w[0], ids.view([-1])).to(w[2].dtype)
     for i in range(self.layers):
       base = 8 + 18 * i
       qkv = self.attention_inputs(w, base, x, cos, sin, b, t)

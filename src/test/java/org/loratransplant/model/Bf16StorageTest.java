@@ -49,6 +49,11 @@ class Bf16StorageTest {
    * back to back and q, k, v are not. {@code nanIn} names a tensor whose first value is NaN.
    */
   private Path bf16Stories(String name, String nanIn) throws Exception {
+    return bf16Stories(name, nanIn, false);
+  }
+
+  /** As above; {@code tied} keeps stories260K's tied LM head (no lm_head tensor). */
+  private Path bf16Stories(String name, String nanIn, boolean tied) throws Exception {
     Path src = SharedData.model("stories260K");
     Path dir = tmp.resolve(name);
     Files.createDirectories(dir);
@@ -56,7 +61,7 @@ class Bf16StorageTest {
       Files.copy(src.resolve(f), dir.resolve(f));
     }
     Files.writeString(dir.resolve("config.json"), Files.readString(src.resolve("config.json"))
-        .replace("\"tie_word_embeddings\": true", "\"tie_word_embeddings\": false"));
+        .replace("\"tie_word_embeddings\": true", "\"tie_word_embeddings\": " + tied));
     Map<String, TensorData> tensors = new LinkedHashMap<>();
     try (Checkpoint c = Checkpoint.open(src)) {
       for (String n : c.names()) {
@@ -66,8 +71,10 @@ class Bf16StorageTest {
         }
         tensors.put(n, TensorData.ofBFloat16(c.info(n).dims(), v));
       }
-      tensors.put("lm_head.weight", TensorData.ofBFloat16(
-          c.info("model.embed_tokens.weight").dims(), c.readFloat32("model.embed_tokens.weight")));
+      if (!tied) {
+        tensors.put("lm_head.weight", TensorData.ofBFloat16(c.info("model.embed_tokens.weight")
+            .dims(), c.readFloat32("model.embed_tokens.weight")));
+      }
     }
     SafeTensorsWriter.write(dir.resolve("model.safetensors"), tensors, null);
     return dir;
@@ -135,14 +142,23 @@ class Bf16StorageTest {
 
   @Test
   void aBf16CheckpointKeepsItsValuesMappedAndMatchesTheFloat32LoadExactly() throws Exception {
-    Path dir = bf16Stories("bf16", null);
+    for (boolean tied : new boolean[] {false, true}) {
+      keepsItsValuesMappedAndMatchesTheFloat32LoadExactly(bf16Stories("bf16-" + tied, null,
+          tied), tied);
+    }
+  }
+
+  private static void keepsItsValuesMappedAndMatchesTheFloat32LoadExactly(Path dir,
+      boolean tied) {
     try (LanguageModel f32 = LanguageModel.load(dir, Device.cpu());
         LanguageModel bf16 = LanguageModel.load(dir, Device.cpu(), Precision.BF16);
         LoraAdapter a32 = adapter(f32);
         LoraAdapter a16 = adapter(bf16)) {
       f32.setPrecision(Precision.BF16);
-      // gate|up, o and down of each layer and the LM head alias the file; q, k, v are read.
-      assertEquals(3 * bf16.config().numLayers() + 1, bf16.model().mappedTensors());
+      // gate|up, o and down of each layer, the embedding and an untied LM head alias the file;
+      // q, k, v are read (not adjacent), the norms converted to float32.
+      assertEquals(3 * bf16.config().numLayers() + (tied ? 1 : 2), bf16.model().mappedTensors());
+      assertTrue(TrainingOps.isBf16(bf16.model().embeddingTable()));
       for (int i = 0; i < bf16.config().numLayers(); i++) {
         LlamaModel.Layer x = f32.model().layer(i);
         LlamaModel.Layer y = bf16.model().layer(i);
@@ -151,12 +167,19 @@ class Bf16StorageTest {
         assertArrayEquals(x.gateUp().toFloatArray(), y.gateUp().toType(DataType.FLOAT32, false)
             .toFloatArray(), "gate|up " + i);
       }
-      assertSame(logprobs(f32, null), logprobs(bf16, null), "base");
-      // The adapter runs beside (forced) and folded (the default on this model).
-      assertSame(logprobs(f32, a32), logprobs(bf16, a16), "LoRA");
+      assertSame(logprobs(f32, null), logprobs(bf16, null), "base, tied " + tied);
+      assertSame(logprobs(f32, a32), logprobs(bf16, a16), "LoRA, tied " + tied);
+      // Generation (its KV cache and embedding rows float32), static and continuous batching.
+      for (LanguageModel.Batching batching : LanguageModel.Batching.values()) {
+        int[] want = f32.generate(List.of(new int[] {1}), new long[] {0}, new int[] {60},
+            GenerationParams.greedy(60, new int[0]), a32, 2, batching, null).get(0).tokens();
+        int[] got = bf16.generate(List.of(new int[] {1}), new long[] {0}, new int[] {60},
+            GenerationParams.greedy(60, new int[0]), a16, 2, batching, null).get(0).tokens();
+        assertArrayEquals(want, got, batching + ", tied " + tied);
+      }
       assertTrue(bf16.decoderStats().adapterFolded());
-      assertTrue(bf16.decoderStats().baseDecoderBytes() < 1024, "no bf16 copy of anything: "
-          + bf16.decoderStats());
+      assertTrue(bf16.decoderStats().baseDecoderBytes() < 1024, "no bf16 copy of anything, "
+          + "tied " + tied + ": " + bf16.decoderStats());
       assertThrows(IllegalStateException.class, () -> bf16.setPrecision(Precision.FP32));
     }
   }
