@@ -100,8 +100,12 @@ def main():
     from transformers import AutoModelForCausalLM
     from peft import get_peft_model
 
-    model = AutoModelForCausalLM.from_pretrained(a.model, dtype=torch.float32,
-                                                 attn_implementation="eager")
+    # Without training, a bf16 run loads the checkpoint in bf16 (a 7B model in float32 does not
+    # fit in 24 GB); otherwise float32, cast below.
+    load_bf16 = a.inference_dtype == "bfloat16" and a.train_batch == 0
+    model = AutoModelForCausalLM.from_pretrained(
+        a.model, dtype=torch.bfloat16 if load_bf16 else torch.float32,
+        attn_implementation="eager")
     cfg = model.config
     vocab, bos = cfg.vocab_size, (cfg.bos_token_id if cfg.bos_token_id is not None else 1)
     log(f"peer: torch {torch.__version__}, {a.threads} threads, {a.model}, "

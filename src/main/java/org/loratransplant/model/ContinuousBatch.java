@@ -140,7 +140,7 @@ final class ContinuousBatch {
               positions[j * t + pad[j] + i] = i;
             }
           }
-          IntraOpThreads.forPositions((long) g * t, lanes);
+          IntraOpThreads.forWork(config, (long) g * t, lanes);
           try (NDManager s = scope.newSubManager()) {
             NDArray o = decoder.prefillRows(cache, s.create(rowIds, new Shape(g)),
                 s.create(ids, new Shape(g, t)), s.create(positions, new Shape(g, t)),
@@ -208,7 +208,7 @@ final class ContinuousBatch {
           // A free row feeds token 0 at position 0 into its slot 0, seeing nothing; its output
           // is never read and its slots are rewritten by the next refill.
         }
-        IntraOpThreads.forPositions(b, lanes);
+        IntraOpThreads.forWork(config, b, lanes);
         try (NDManager st = scope.newSubManager()) {
           NDArray o = decoder.stepRows(cache, st.create(ids, new Shape(b, 1)),
               st.create(positions, new Shape(b, 1)), st.create(slots, new Shape(b)),

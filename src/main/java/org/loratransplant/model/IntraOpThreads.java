@@ -18,15 +18,37 @@ public final class IntraOpThreads {
 
   private IntraOpThreads() {}
 
-  /** Threads for a forward over {@code positions} new positions in total (batch x length). */
-  public static void forPositions(long positions) {
-    forPositions(positions, 1);
+  /** One thread: for work too small to split whatever the model (a weight check). */
+  public static void single() {
+    set(1);
   }
 
-  /** The same for one of {@code lanes} parts of a batch running side by side. */
-  public static void forPositions(long positions, int lanes) {
-    set(positions <= 128 ? 1 : Math.max(1, available() / lanes));
+  /**
+   * Threads for a forward of {@code config}'s model over {@code positions} new positions in
+   * total (batch x length).
+   */
+  public static void forWork(ModelConfig config, long positions) {
+    forWork(config, positions, 1);
   }
+
+  /**
+   * The same for one of {@code lanes} parts of a batch running side by side: one thread while
+   * the products of all positions take at most {@link #SPLIT_MACS} multiply-adds and there are
+   * at most 128 positions (the stories260K measurements above), else all available ones. A
+   * position count alone kept a decode step of a 7B model (batch 4) on one of two cores: its
+   * products, 27 GFLOP a step, ran at half the peer's speed.
+   */
+  public static void forWork(ModelConfig config, long positions, int lanes) {
+    boolean small = positions <= 128
+        && positions * config.productMacsPerPosition() <= SPLIT_MACS;
+    set(small ? 1 : Math.max(1, available() / lanes));
+  }
+
+  /**
+   * Multiply-adds below which a forward of at most 128 positions stays on one thread: 128
+   * positions of babyllama-tok105 (0.94M parameters, the largest shared model) are 120M.
+   */
+  static final long SPLIT_MACS = 1L << 27;
 
   /**
    * The cores this thread may use: inside a Spark task, the cores Spark gave it

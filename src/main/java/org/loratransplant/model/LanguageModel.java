@@ -209,7 +209,7 @@ public final class LanguageModel implements AutoCloseable {
         targets[k++] = y[i];
       }
     }
-    IntraOpThreads.forPositions((long) b * t, lanes);
+    IntraOpThreads.forWork(config(), (long) b * t, lanes);
     try (NDManager scope = model.manager().newSubManager()) {
       NDArray mask = scope.create(AttentionMasks.causal(t, 0, config().slidingWindow()),
           FusedDecoder.maskShape(1, t, t));
@@ -418,7 +418,7 @@ public final class LanguageModel implements AutoCloseable {
       long[] stepPos = positions;
       int t = p;
       while (active > 0 && step < maxSteps) {
-        IntraOpThreads.forPositions((long) b * t, lanes);
+        IntraOpThreads.forWork(config(), (long) b * t, lanes);
         try (NDManager stepScope = scope.newSubManager()) {
           NDArray idArr = stepScope.create(stepIds, new Shape(b, t));
           NDArray posArr = stepScope.create(stepPos, new Shape(b, t));
@@ -494,7 +494,7 @@ public final class LanguageModel implements AutoCloseable {
       pos[i] = i;
       tok[i] = ids[i];
     }
-    IntraOpThreads.forPositions(t, 1);
+    IntraOpThreads.forWork(config(), t, 1);
     NDArray mask = scope.create(AttentionMasks.causal(t, 0, config().slidingWindow()),
         new Shape(1, 1, 1, t, t)); // the eager forward's (B or 1, 1, 1, T, S) layout
     NDArray hidden = model.hidden(scope.create(tok, new Shape(1, t)),

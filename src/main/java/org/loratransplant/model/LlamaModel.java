@@ -150,7 +150,7 @@ public final class LlamaModel implements AutoCloseable {
       try {
         // The checks of each tensor are small reductions: across threads, on a busy machine,
         // they measured 5x the whole read (OpenMP workers waiting for cores); on one, a pass.
-        IntraOpThreads.forPositions(1);
+        IntraOpThreads.single();
         w = new WeightReader(ckpt, cpu, IntraOpThreads.cores(), map);
         int e = config.hiddenSize();
         // In bf16 a BF16 embedding is kept as stored (its rows become float32 exactly when

@@ -46,6 +46,18 @@ public record ModelConfig(
     eosTokenIds = List.copyOf(eosTokenIds);
   }
 
+  /**
+   * Multiply-adds of one position's products: every layer's q, k, v, o, gate, up and down, and
+   * the LM head (what a forward costs per token, attention aside).
+   */
+  public long productMacsPerPosition() {
+    long q = (long) numHeads * headDim;
+    long kv = (long) numKvHeads * headDim;
+    long perLayer = (long) hiddenSize * (q + 2 * kv) + q * hiddenSize
+        + 3L * hiddenSize * intermediateSize;
+    return perLayer * numLayers + (long) vocabSize * hiddenSize;
+  }
+
   /** Number of query heads that share one key/value head (grouped-query attention). */
   public int groupSize() {
     return numHeads / numKvHeads;

@@ -73,7 +73,7 @@ final class WeightReader implements AutoCloseable {
         r -> {
           Thread t = new Thread(() -> {
             // Each block's finite check is one small reduction: on one thread (see load).
-            IntraOpThreads.forPositions(1);
+            IntraOpThreads.single();
             r.run();
           }, "weight-reader");
           t.setDaemon(true);

@@ -267,7 +267,8 @@ public final class LoraTrainer {
     Engine.getInstance().setRandomSeed((int) (config.seed() * 7919 + index));
     try (NDManager scope = model.manager().newSubManager()) {
       Batch b = Batch.of(data, batch, config.normaliser());
-      org.loratransplant.model.IntraOpThreads.forPositions((long) b.rows() * b.length());
+      org.loratransplant.model.IntraOpThreads.forWork(model.config(),
+          (long) b.rows() * b.length());
       TeacherOutputs teacher = objective.teach(b.tokens(), scope); // no gradient recorded yet
       try (GradientCollector gc = Engine.getInstance().newGradientCollector()) {
         NDArray noise = null;
