@@ -157,8 +157,8 @@ final class ContinuousBatch {
             samplers[i] = new Sampler(params, seeds[i], vocab);
             generated.set(i, new ArrayList<>());
             active++;
-            if (take(i, j * vocab, prompts.get(i).length, values, samplers[i], generated, out,
-                next, r)) {
+            if (take(i, samplers[i].next(values, j * vocab), prompts.get(i).length, generated,
+                out, next, r)) {
               free(r, request, slot);
               active--;
             }
@@ -216,6 +216,12 @@ final class ContinuousBatch {
                   FusedDecoder.maskShape(b, 1, s)), temperature, st);
           copyInto(o, values);
         }
+        Sampler[] rowSamplers = new Sampler[b];
+        for (int r = 0; r < b; r++) {
+          rowSamplers[r] = request[r] < 0 ? null : samplers[request[r]];
+        }
+        int[] chosen = new int[b];
+        Sampler.nextAll(rowSamplers, values, vocab, chosen, IntraOpThreads.current());
         for (int r = 0; r < b; r++) {
           int i = request[r];
           if (i < 0) {
@@ -223,7 +229,7 @@ final class ContinuousBatch {
           }
           slot[r]++;
           int pos = slot[r] - start[r]; // the position of the token chosen now
-          if (take(i, r * vocab, pos, values, samplers[i], generated, out, next, r)) {
+          if (take(i, chosen[r], pos, generated, out, next, r)) {
             free(r, request, slot);
             active--;
           }
@@ -236,12 +242,11 @@ final class ContinuousBatch {
   }
 
   /**
-   * Picks request i's next token from {@code values[offset..]}, to sit at {@code pos}; true when
-   * the request ended (its generation is then in {@code out} and reported).
+   * Records {@code tok}, request i's next token, to sit at {@code pos}; true when the request
+   * ended (its generation is then in {@code out} and reported).
    */
-  private boolean take(int i, int offset, int pos, float[] values, Sampler sampler,
-      List<List<Integer>> generated, LanguageModel.Generation[] out, long[] next, int r) {
-    int tok = sampler.next(values, offset);
+  private boolean take(int i, int tok, int pos, List<List<Integer>> generated,
+      LanguageModel.Generation[] out, long[] next, int r) {
     List<Integer> g = generated.get(i);
     String finish = null;
     if (params.isEos(tok)) {

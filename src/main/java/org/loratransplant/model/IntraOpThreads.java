@@ -172,6 +172,12 @@ public final class IntraOpThreads {
     }
   }
 
+  /** The intra-op threads this thread last set (1 when it set none). */
+  static int current() {
+    Integer n = CURRENT.get();
+    return n == null ? 1 : n;
+  }
+
   private static void set(int n) {
     if (!PYTORCH || Integer.valueOf(n).equals(CURRENT.get())) {
       return;

@@ -440,13 +440,19 @@ public final class LanguageModel implements AutoCloseable {
         slot += t;
         long[] nextIds = new long[b];
         long[] nextPos = new long[b];
+        Sampler[] picking = new Sampler[b];
+        for (int r = 0; r < b; r++) {
+          picking[r] = finish[r] == null ? samplers[r] : null;
+        }
+        int[] chosen = new int[b];
+        Sampler.nextAll(picking, logits, vocab, chosen, IntraOpThreads.current());
         for (int r = 0; r < b; r++) {
           int pos = slot - pad[r]; // position of the token chosen now
           nextPos[r] = pos;
           if (finish[r] != null) {
             continue; // keeps feeding token 0; its outputs are never read
           }
-          int tok = samplers[r].next(logits, r * vocab);
+          int tok = chosen[r];
           if (params.isEos(tok)) {
             finish[r] = "eos";
             active--;

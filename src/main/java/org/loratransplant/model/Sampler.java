@@ -19,6 +19,55 @@ final class Sampler {
     this.bits = new int[vocab];
   }
 
+  /**
+   * The next token of every row {@code r} with a sampler, {@code samplers[r].next(values, r *
+   * vocab)} into {@code out[r]} (rows without one are left alone), on up to {@code threads}
+   * threads: a sampled row is several passes over the vocabulary in Java (~0.5 ms for 49152
+   * tokens), 15 ms of a 32-row step that the forward's intra-op threads sit out. Each row has its
+   * own sampler and random stream, so the tokens do not depend on the threads.
+   */
+  static void nextAll(Sampler[] samplers, float[] values, int vocab, int[] out, int threads) {
+    int rows = samplers.length;
+    java.util.function.IntConsumer pick = r -> {
+      if (samplers[r] != null) {
+        out[r] = samplers[r].next(values, r * vocab);
+      }
+    };
+    if (threads <= 1 || rows < 2 || (long) rows * vocab < PARALLEL_VALUES) {
+      for (int r = 0; r < rows; r++) {
+        pick.accept(r);
+      }
+      return;
+    }
+    int parts = Math.min(threads, rows);
+    java.util.concurrent.CompletableFuture<?>[] rest =
+        new java.util.concurrent.CompletableFuture<?>[parts - 1];
+    for (int p = 1; p < parts; p++) {
+      int from = p * rows / parts;
+      int to = (p + 1) * rows / parts;
+      rest[p - 1] = java.util.concurrent.CompletableFuture.runAsync(() -> {
+        for (int r = from; r < to; r++) {
+          pick.accept(r);
+        }
+      }, POOL);
+    }
+    for (int r = 0; r < rows / parts; r++) {
+      pick.accept(r);
+    }
+    java.util.concurrent.CompletableFuture.allOf(rest).join();
+  }
+
+  /** Below this many values in all a step's rows sampling stays on the calling thread. */
+  private static final long PARALLEL_VALUES = 1L << 16;
+
+  /** Daemon threads for {@link #nextAll}, shared by every model and batch in the JVM. */
+  private static final java.util.concurrent.ExecutorService POOL =
+      java.util.concurrent.Executors.newCachedThreadPool(r -> {
+        Thread t = new Thread(r, "sampler");
+        t.setDaemon(true);
+        return t;
+      });
+
   /** Whether {@link #next} takes probabilities (softmax at the temperature) or raw logits. */
   boolean wantsProbabilities() {
     return params.temperature() > 0;

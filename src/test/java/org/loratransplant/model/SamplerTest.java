@@ -1,6 +1,8 @@
 package org.loratransplant.model;
 
+import static org.junit.jupiter.api.Assertions.assertArrayEquals;
 import static org.junit.jupiter.api.Assertions.assertEquals;
+import static org.junit.jupiter.api.Assertions.assertTrue;
 
 import java.util.Arrays;
 import java.util.Comparator;
@@ -103,5 +105,42 @@ class SamplerTest {
       Sampler s = new Sampler(new GenerationParams(1, 1.0, topP, new int[0]), seed, v);
       assertEquals(reference(p, topP, seed), s.next(p, 0), "trial " + trial);
     }
+  }
+
+  @Test
+  void samplingRowsOnSeveralThreadsPicksWhatOneThreadPicks() {
+    int rows = 32;
+    int v = 49152;
+    float[] probs = new float[rows * v];
+    java.util.SplittableRandom rng = new java.util.SplittableRandom(11);
+    for (int r = 0; r < rows; r++) {
+      double sum = 0;
+      for (int i = 0; i < v; i++) {
+        probs[r * v + i] = (float) Math.exp(3 * rng.nextGaussian());
+        sum += probs[r * v + i];
+      }
+      for (int i = 0; i < v; i++) {
+        probs[r * v + i] /= (float) sum;
+      }
+    }
+    int[][] picked = new int[3][rows];
+    for (int threads = 1; threads <= 3; threads++) {
+      Sampler[] samplers = new Sampler[rows];
+      for (int r = 0; r < rows; r++) {
+        // Every fifth row has finished: no sampler, its slot is left as it was.
+        samplers[r] = r % 5 == 4 ? null
+            : new Sampler(new GenerationParams(1, 1.0, 0.9, new int[0]), 100 + r, v);
+        picked[threads - 1][r] = -7;
+      }
+      for (int step = 0; step < 3; step++) { // each sampler's stream moves on every step
+        Sampler.nextAll(samplers, probs, v, picked[threads - 1], threads);
+      }
+    }
+    assertArrayEquals(picked[0], picked[1]);
+    assertArrayEquals(picked[0], picked[2]);
+    for (int r = 0; r < rows; r++) {
+      assertEquals(r % 5 == 4, picked[0][r] == -7, "row " + r);
+    }
+    assertTrue(java.util.Arrays.stream(picked[0]).distinct().count() > 10, "rows differ");
   }
 }
