@@ -12,6 +12,7 @@
 # what ours uses outside Spark), TRAIN_STEPS (default 4; the rate is over steps 2..N),
 # REPEATS (timed repeats per figure inside one round, default 1; each round also warms up),
 # EXPERT_BATCH (32), GEN_BATCH (32), NEW_TOKENS (128), TRAIN_BATCH (16): the workload sizes;
+# TRAIN_ANSWER (0): the loss on the last N tokens of each training sequence alone (0: all);
 # PRECISION (fp32 or bf16: ours, --precision) and PEER_DTYPE (float32, bfloat16 or autocast-bf16:
 # the peer's --inference-dtype) for scoring and generation. The peer trains in float32; ours
 # with PRECISION=bf16 loads the products' weights in bf16, so its training products run in bf16
@@ -28,6 +29,7 @@ expert_batch=${EXPERT_BATCH:-32}
 gen_batch=${GEN_BATCH:-32}
 new_tokens=${NEW_TOKENS:-128}
 train_batch=${TRAIN_BATCH:-16}
+train_answer=${TRAIN_ANSWER:-0}
 precision=${PRECISION:-fp32}
 peer_dtype=${PEER_DTYPE:-float32}
 [ -d "$model" ] || { echo "compare-peer: $model is not a directory" >&2; exit 2; }
@@ -39,13 +41,13 @@ ours() {
   LT_JAVA_OPTS="-Dai.djl.pytorch.num_threads=$threads" "$root/jobs/lt" bench-runtime \
     --model "$model" --precision "$precision" --json --lanes 1 --score-batches "" --generate-batches "$gen_batch" \
     --new-tokens "$new_tokens" --expert-batches "$expert_batch" --train-batches "$train_batch" \
-    --train-steps "$steps" --repeats "$repeats" 2>/dev/null \
+    --train-steps "$steps" --train-answer "$train_answer" --repeats "$repeats" 2>/dev/null \
     | grep '^{' | sed 's/^{/{"side":"ours",/' >> "$out/rows"
 }
 peer() {
   "$peer_python" "$root/bench/peer.py" "$model" --threads "$threads" --repeats "$repeats" \
     --expert-batch "$expert_batch" --generate-batch "$gen_batch" --new-tokens "$new_tokens" \
-    --train-batch "$train_batch" --train-steps "$steps" --inference-dtype "$peer_dtype" 2>/dev/null | grep '^{' | sed 's/^{/{"side":"peer",/' >> "$out/rows"
+    --train-batch "$train_batch" --train-steps "$steps" --train-answer "$train_answer" --inference-dtype "$peer_dtype" 2>/dev/null | grep '^{' | sed 's/^{/{"side":"peer",/' >> "$out/rows"
 }
 
 echo "model $model, $rounds rounds, $threads threads, train steps $steps, inference: ours $precision, peer $peer_dtype; $(uptime)"

@@ -91,6 +91,9 @@ def main():
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--train-batch", type=int, default=16, help="0 skips training")
     ap.add_argument("--train-steps", type=int, default=4)
+    ap.add_argument("--train-answer", type=int, default=0,
+                    help="loss on the last N tokens of each sequence alone (labels -100 before "
+                         "them), as ours --train-answer; 0: every token")
     ap.add_argument("--report-every", type=int, default=100)
     ap.add_argument("--inference-dtype", choices=["float32", "bfloat16", "autocast-bf16"],
                     default="float32", help="generation and scoring (training is float32)")
@@ -174,7 +177,11 @@ def main():
         mark_t, mark_tok = t0, 0
         for step in range(a.train_steps):
             batch = ids[step * a.train_batch:(step + 1) * a.train_batch]
-            loss = peft_model(input_ids=batch, labels=batch).loss
+            labels = batch
+            if a.train_answer > 0:
+                labels = batch.clone()
+                labels[:, :a.seq_len - a.train_answer] = -100
+            loss = peft_model(input_ids=batch, labels=labels).loss
             loss.backward()
             torch.nn.utils.clip_grad_norm_(params, 1.0)
             opt.step()

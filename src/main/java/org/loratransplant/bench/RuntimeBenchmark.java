@@ -160,9 +160,33 @@ public final class RuntimeBenchmark {
    */
   public Figure training(int batch, int seqLen, int steps, int reportEvery,
       java.util.function.Consumer<String> report) {
+    return training(batch, seqLen, steps, 0, reportEvery, report);
+  }
+
+  /**
+   * As above; with {@code answer} > 0 each sequence is a prompt of {@code seqLen - answer}
+   * tokens and an answer of {@code answer} (the loss on the answer alone, as a task's
+   * examples are); tokens/s still counts every position.
+   */
+  public Figure training(int batch, int seqLen, int steps, int answer, int reportEvery,
+      java.util.function.Consumer<String> report) {
+    if (answer < 0 || answer >= seqLen) {
+      throw new IllegalArgumentException("answer tokens must be 0 (all) or 1.." + (seqLen - 1)
+          + ", got " + answer);
+    }
     List<int[]> prompts = new ArrayList<>();
     List<int[]> responses = new ArrayList<>();
     randomSequences(batch * steps, seqLen, 2, prompts, responses);
+    if (answer > 0) {
+      for (int i = 0; i < prompts.size(); i++) {
+        int[] all = responses.get(i);
+        int[] prompt = new int[seqLen - answer];
+        prompt[0] = prompts.get(i)[0];
+        System.arraycopy(all, 0, prompt, 1, prompt.length - 1);
+        prompts.set(i, prompt);
+        responses.set(i, java.util.Arrays.copyOfRange(all, prompt.length - 1, all.length));
+      }
+    }
     List<TrainingExample> data = new ArrayList<>();
     for (int i = 0; i < prompts.size(); i++) {
       data.add(TrainingExample.full(prompts.get(i), responses.get(i)));

@@ -27,6 +27,8 @@ public final class BenchRuntimeCommand implements Command {
         .value("expert-batches", "B,..", "batch sizes of scoring as the score stage runs it: "
             + "expert (base + LoRA) and amateur (base) over the same pairs (empty: skip)", "32")
         .value("train-batches", "B,..", "training batch sizes (empty: skip)", "16")
+        .value("train-answer", "N", "loss on the last N tokens of each training sequence "
+            + "alone (a prompt before them); 0: every token", "0")
         .value("train-steps", "N", "optimizer steps per training run (tokens/s over steps "
             + "2..N)", "4")
         .value("report-every", "K", "print training tokens/s and resident memory every K "
@@ -105,7 +107,12 @@ public final class BenchRuntimeCommand implements Command {
         throw new UsageException("--train-steps must be at least 1, got " + steps);
       }
       for (int batch : o.integers("train-batches")) {
-        figures.add(report(b.training(batch, t, steps, o.integer("report-every"), line -> {
+        if (o.integer("train-answer") < 0 || o.integer("train-answer") >= t) {
+          throw new UsageException("--train-answer: 0 (every token) or 1.." + (t - 1)
+              + ", got " + o.integer("train-answer"));
+        }
+        figures.add(report(b.training(batch, t, steps, o.integer("train-answer"),
+            o.integer("report-every"), line -> {
           System.out.println(o.has("json") ? "{\"progress\":\"" + line + "\"}" : line);
           System.out.flush();
         }), 1, o.has("json"), inference));

@@ -7,7 +7,8 @@ import ai.djl.ndarray.types.Shape;
  * The masked, weighted causal-LM loss, the trainer's default: {@code sum_i w_i * CE(y_i) / N}
  * over response tokens, N the weight sum or the response-token count
  * ({@link TokenBatch#normaliser}). A batch whose weights are all zero has loss 0 and zero
- * gradient. The ops are the trainer's original ones, so its losses are unchanged bit for bit.
+ * gradient. When some positions have weight 0 (a prompt), only the others go through the LM
+ * head and its softmax; when every position counts, the ops are the trainer's original ones.
  */
 public final class MaskedCrossEntropy implements Objective {
   public static final MaskedCrossEntropy INSTANCE = new MaskedCrossEntropy();
@@ -18,6 +19,30 @@ public final class MaskedCrossEntropy implements Objective {
   public NDArray loss(ModelOutputs student, TokenBatch b, TeacherOutputs teacher) {
     int rows = b.rows();
     int t = b.length();
+    float[] w = b.weights();
+    int counted = 0;
+    for (float x : w) {
+      counted += x != 0 ? 1 : 0;
+    }
+    if (counted > 0 && counted < w.length) {
+      // Only the weighted positions through the LM head (ModelOutputs#targetLogprobs): a
+      // prompt's positions carry no loss. An all-zero batch keeps the full form below, whose
+      // loss is a 0 with a gradient graph.
+      long[] at = new long[counted];
+      long[] targets = new long[counted];
+      float[] weights = new float[counted];
+      for (int i = 0, k = 0; i < w.length; i++) {
+        if (w[i] != 0) {
+          at[k] = i;
+          targets[k] = b.targets()[i];
+          weights[k++] = w[i];
+        }
+      }
+      NDArray sum = student.targetLogprobs(at, targets)
+          .mul(student.scope().create(weights)).sum();
+      double d = b.denominator(null);
+      return sum.neg().div((float) (d > 0 ? d : 1));
+    }
     NDArray logp = student.logits().logSoftmax(-1)
         .gather(student.scope().create(b.targets(), new Shape(rows, t, 1)), -1); // (B, T, 1)
     NDArray weighted = logp.reshape(rows, t)

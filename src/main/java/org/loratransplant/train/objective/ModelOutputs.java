@@ -11,9 +11,45 @@ import org.loratransplant.model.LlamaModel;
 /**
  * One forward pass over a batch: the logits {@code (B, T, V)} and the outputs {@code (B, T, E)}
  * of the decoder layers an objective asked for, with the scope they live in (objectives create
- * their constants there, so everything is freed with the micro-step).
+ * their constants there, so everything is freed with the micro-step). A forward run here keeps
+ * its final hidden states and makes the logits only when asked ({@link #logits}), so that an
+ * objective that needs a few positions can run the LM head on those alone
+ * ({@link #targetLogprobs}): with a 49152-token vocabulary the head and its softmax are a third
+ * of a training step, and a prompt's positions carry no loss.
  */
-public record ModelOutputs(NDArray logits, Map<Integer, NDArray> layers, NDManager scope) {
+public final class ModelOutputs {
+  private final LlamaModel model; // null when built from logits
+  private final NDArray hidden; // (B, T, E) after the final norm, or null
+  private NDArray logits; // made on first use when hidden is set
+  private final Map<Integer, NDArray> layers;
+  private final NDManager scope;
+
+  /** Outputs whose logits {@code (B, T, V)} are already computed. */
+  public ModelOutputs(NDArray logits, Map<Integer, NDArray> layers, NDManager scope) {
+    this(null, null, logits, layers, scope);
+  }
+
+  private ModelOutputs(LlamaModel model, NDArray hidden, NDArray logits,
+      Map<Integer, NDArray> layers, NDManager scope) {
+    this.model = model;
+    this.hidden = hidden;
+    this.logits = logits;
+    this.layers = layers;
+    this.scope = scope;
+  }
+
+  /** The logits {@code (B, T, V)}, made at the first call when the forward ran here. */
+  public NDArray logits() {
+    if (logits == null) {
+      logits = model.logits(hidden);
+    }
+    return logits;
+  }
+
+  /** The layer outputs kept, by layer index. */
+  public Map<Integer, NDArray> layers() {
+    return layers;
+  }
 
   /** Layer {@code i}'s output; fails naming the layers that were computed. */
   public NDArray layer(int i) {
@@ -23,6 +59,36 @@ public record ModelOutputs(NDArray logits, Map<Integer, NDArray> layers, NDManag
           + " (kept: " + layers.keySet() + "); declare it in Objective.studentLayers()");
     }
     return h;
+  }
+
+  /** Where the batch's arrays live. */
+  public NDManager scope() {
+    return scope;
+  }
+
+  /**
+   * The log-probability {@code (N,)} of {@code targets[n]} at the flattened position
+   * {@code rows[n]} (row-major over {@code (B, T)}). With the hidden states at hand only those
+   * positions go through the LM head and its softmax (differentiably: the rows are picked by an
+   * embedding lookup into the hidden states, whose backward scatters into them); otherwise the
+   * logits are read there.
+   */
+  public NDArray targetLogprobs(long[] rows, long[] targets) {
+    NDArray idx = scope.create(rows);
+    NDArray picked;
+    if (logits == null && hidden != null) {
+      long e = hidden.getShape().get(2);
+      NDArray h = ai.djl.nn.core.Embedding.embedding(idx, hidden.reshape(-1, e),
+          ai.djl.ndarray.types.SparseFormat.DENSE).singletonOrThrow(); // (N, E)
+      picked = model.logits(h); // (N, V)
+    } else {
+      long v = logits().getShape().get(2);
+      picked = ai.djl.nn.core.Embedding.embedding(idx, logits().reshape(-1, v),
+          ai.djl.ndarray.types.SparseFormat.DENSE).singletonOrThrow();
+    }
+    return picked.logSoftmax(-1)
+        .gather(scope.create(targets, new Shape(targets.length, 1)), -1)
+        .reshape(targets.length);
   }
 
   /**
@@ -49,11 +115,11 @@ public record ModelOutputs(NDArray logits, Map<Integer, NDArray> layers, NDManag
     NDArray maskArr = scope.create(mask, new Shape(1, 1, 1, length, length));
     if (layers.isEmpty()) {
       NDArray hidden = model.hidden(idArr, posArr, maskArr, adapter, training, embeddingNoise);
-      return new ModelOutputs(model.logits(hidden), Map.of(), scope);
+      return new ModelOutputs(model, hidden, null, Map.of(), scope);
     }
     LlamaModel.HiddenStates h = model.hiddenStates(idArr, posArr, maskArr, adapter, training,
         embeddingNoise, layers);
-    return new ModelOutputs(model.logits(h.last()), h.layers(), scope);
+    return new ModelOutputs(model, h.last(), null, h.layers(), scope);
   }
 
   /** {@link #run} on a {@link TokenBatch}. */

@@ -115,4 +115,60 @@ class MaskedCrossEntropyTest {
     float[] lp = lm.logprobs(List.of(ex.prompt()), List.of(ex.response()), null, 1).get(0);
     assertEquals(-lp[n - 1], loss, 1e-4);
   }
+
+  /** The adapter's gradients of a loss computed by {@code loss} from one forward. */
+  private static List<float[]> gradients(org.loratransplant.lora.LoraAdapter a, TokenBatch b,
+      java.util.function.BiFunction<ModelOutputs, NDManager, ai.djl.ndarray.NDArray> loss) {
+    a.parameters().forEach(p -> p.setRequiresGradient(true));
+    List<float[]> out = new ArrayList<>();
+    try (NDManager scope = lm.model().manager().newSubManager();
+        ai.djl.training.GradientCollector gc =
+            ai.djl.engine.Engine.getInstance().newGradientCollector()) {
+      ModelOutputs o = ModelOutputs.run(lm.model(), a, b, scope, null, false, Set.of());
+      gc.backward(loss.apply(o, scope));
+      for (ai.djl.ndarray.NDArray p : a.parameters()) {
+        ai.djl.ndarray.NDArray g = p.getGradient();
+        out.add(g.toFloatArray());
+        g.subi(g); // gradients accumulate across backward passes
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Where prompts and zero weights leave positions out, only the weighted ones go through the LM
+   * head: the adapter's gradients equal those of the full formula (every position's logits,
+   * weighted by 0 or w) up to float rounding.
+   */
+  @Test
+  void theLmHeadOnWeightedPositionsOnlyGivesTheFullFormulasGradients() {
+    TokenBatch b = TokenBatch.of(data, new int[] {0, 1, 2, 3}, LossNormaliser.WEIGHT_SUM);
+    int zeros = 0;
+    for (float w : b.weights()) {
+      zeros += w == 0 ? 1 : 0;
+    }
+    // Prompts, padding and zero weights: 48 of the 100 positions are left out.
+    org.junit.jupiter.api.Assertions.assertTrue(zeros > 0 && zeros < b.weights().length,
+        zeros + " of " + b.weights().length + " positions unweighted");
+    try (org.loratransplant.lora.LoraAdapter a = Fixtures.randomExpert(lm, List.of(), 9, 0.05)) {
+      List<float[]> picked = gradients(a, b, (o, scope) ->
+          Objectives.crossEntropy().loss(o, b, TeacherOutputs.none()));
+      List<float[]> full = gradients(a, b, (o, scope) -> o.logits().logSoftmax(-1)
+          .gather(scope.create(b.targets(), new ai.djl.ndarray.types.Shape(b.rows(), b.length(),
+              1)), -1).reshape(b.rows(), b.length())
+          .mul(scope.create(b.weights(), new ai.djl.ndarray.types.Shape(b.rows(), b.length())))
+          .sum().neg().div((float) b.denominator(null)));
+      double max = 0;
+      double diff = 0;
+      for (int k = 0; k < full.size(); k++) {
+        for (int i = 0; i < full.get(k).length; i++) {
+          max = Math.max(max, Math.abs(full.get(k)[i]));
+          diff = Math.max(diff, Math.abs(full.get(k)[i] - picked.get(k)[i]));
+        }
+      }
+      org.junit.jupiter.api.Assertions.assertTrue(max > 1e-3, "gradients are not nil: " + max);
+      org.junit.jupiter.api.Assertions.assertTrue(diff <= 1e-5 * max,
+          "max |full - picked| " + diff + " against max |grad| " + max);
+    }
+  }
 }
