@@ -244,6 +244,9 @@ public final class LlamaModel implements AutoCloseable {
       return onDevice(w.stack(names, rows, in), target);
     }
     boolean kept = w.allBf16(names);
+    if (!kept && target.getDevice().equals(Device.cpu())) {
+      return onDevice(w.stackRoundedBf16(names, rows, in), target);
+    }
     try (NDArray source = onDevice(kept ? w.stackBf16Bits(names, rows, in)
         : w.stackRead(names, rows, in), target)) {
       // The view shares the storage of `source`, whose handle alone is closed here.
