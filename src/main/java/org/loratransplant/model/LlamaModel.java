@@ -134,8 +134,9 @@ public final class LlamaModel implements AutoCloseable {
    * and down, and an untied LM head) are stored in bf16 instead, with no float32 copy: a BF16
    * checkpoint's values as they are (mapped like float32 ones where they can be), any other
    * rounded to nearest even as {@link FusedDecoder}'s bf16 copies are. A BF16 embedding stays
-   * bf16 too (looking a row up is exact); a float32 one, the norms and biases stay float32. Such a model computes its products in bf16 with float32 accumulation
-   * on every path, training's included ({@link #bf16Products}).
+   * bf16 too (looking a row up is exact); a float32 one, the norms and biases stay float32.
+   * Such a model computes its products in bf16 with float32 accumulation on every path,
+   * training's included ({@link #bf16Products}).
    */
   public static LlamaModel load(Path dir, Device device, Precision precision) {
     boolean map = mapFiles() && device.equals(Device.cpu()); // a bad value fails before work

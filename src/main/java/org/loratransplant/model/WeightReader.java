@@ -24,7 +24,9 @@ import org.loratransplant.safetensors.TensorInfo;
  *
  * <p>Weights are stored in float32, the type the CPU computes in: F32 tensors are read as they
  * are, BF16, F16 and F64 ones converted in bounded chunks. Each part is checked for NaN and
- * infinity by one sum in libtorch.
+ * infinity by one sum in libtorch. For a model loaded in bf16 ({@link LlamaModel#load(
+ * java.nio.file.Path, ai.djl.Device, Precision)}) a product's BF16 tensors keep their bits
+ * ({@link #stackBf16Bits}) and any other is rounded ({@link #stackRoundedBf16}).
  *
  * <p>When {@code mapFiles} is set (a CPU model), float32 tensors that lie back to back in the
  * file in stacking order (q, k, v and gate, up do in checkpoints written by transformers and by

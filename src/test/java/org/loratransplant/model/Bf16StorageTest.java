@@ -133,7 +133,8 @@ class Bf16StorageTest {
       LanguageModel.DecoderStats s = stored.decoderStats();
       long head = copies.model().lmHead().size();
       assertEquals(2 * products, c.baseDecoderBytes() - s.baseDecoderBytes());
-      assertTrue(s.baseDecoderBytes() >= 2 * head && s.baseDecoderBytes() < 2 * head + 1024, "" + s);
+      assertTrue(s.baseDecoderBytes() >= 2 * head && s.baseDecoderBytes() < 2 * head + 1024,
+          "" + s);
       // The products' float32 values were rounded into new bf16 tensors, not mapped; the
       // embedding and the norms (float32 as stored) are.
       assertEquals(2 * stored.config().numLayers() + 2, stored.model().mappedTensors());
