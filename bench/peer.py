@@ -98,6 +98,9 @@ def main():
     ap.add_argument("--inference-dtype", choices=["float32", "bfloat16", "autocast-bf16"],
                     default="float32", help="generation and scoring (training is float32)")
     a = ap.parse_args()
+    if not 0 <= a.train_answer < a.seq_len:
+        ap.error(f"--train-answer must be 0 (every token) or 1..{a.seq_len - 1}, "
+                 f"got {a.train_answer}")
 
     torch.set_num_threads(a.threads)
     from transformers import AutoModelForCausalLM

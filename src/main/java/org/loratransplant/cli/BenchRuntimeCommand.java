@@ -68,6 +68,11 @@ public final class BenchRuntimeCommand implements Command {
       throw new UsageException("--variable-requests must be at least 1, got "
           + o.integer("variable-requests"));
     }
+    // Before the model loads; rechecked below against the context-capped sequence length.
+    if (o.integer("train-answer") < 0 || o.integer("train-answer") >= o.integer("seq-len")) {
+      throw new UsageException("--train-answer: 0 (every token) or 1.."
+          + (o.integer("seq-len") - 1) + " (below --seq-len), got " + o.integer("train-answer"));
+    }
     if (o.has("memory")) {
       return memory(o);
     }

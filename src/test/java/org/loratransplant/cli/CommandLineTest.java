@@ -142,4 +142,14 @@ class CommandLineTest {
     assertEquals(2, r.code(), r.err());
     assertTrue(r.err().contains("is a directory"), r.err());
   }
+
+  @Test
+  void benchRuntimeRefusesAnAnswerAsLongAsTheSequenceBeforeLoading(@org.junit.jupiter.api.io
+      .TempDir java.nio.file.Path tmp) {
+    // The model does not exist: the option is checked first.
+    Run r = run("bench-runtime", "--model", tmp.resolve("no-model").toString(), "--seq-len",
+        "64", "--train-answer", "64");
+    assertEquals(2, r.code(), r.err());
+    assertTrue(r.err().contains("--train-answer") && r.err().contains("1..63"), r.err());
+  }
 }
