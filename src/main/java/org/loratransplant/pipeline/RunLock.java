@@ -489,11 +489,35 @@ public final class RunLock implements AutoCloseable {
 
       @Override
       String read() throws IOException {
-        try (FSDataInputStream in = fs.open(path)) {
-          return new String(in.readAllBytes(), StandardCharsets.UTF_8);
-        } catch (java.io.FileNotFoundException e) {
-          return null;
+        // S3A pins the version it saw on open (its ETag) and fails the read when another
+        // creator or a heartbeat replaced the object in between; the object is whole either
+        // way, so read it again.
+        for (int attempt = 1; ; attempt++) {
+          try (FSDataInputStream in = fs.open(path)) {
+            return new String(in.readAllBytes(), StandardCharsets.UTF_8);
+          } catch (java.io.FileNotFoundException e) {
+            return null;
+          } catch (IOException e) {
+            if (!isChangedDuringRead(e) || attempt == READ_ATTEMPTS) {
+              throw e;
+            }
+            LOG.debug("{} changed while being read (attempt {}): reading it again", path,
+                attempt);
+            sleep(Duration.ofMillis(20L * attempt));
+          }
         }
+      }
+
+      private static final int READ_ATTEMPTS = 8;
+
+      /** S3A's RemoteFileChangedException, matched by name: hadoop-aws may be absent. */
+      private static boolean isChangedDuringRead(IOException e) {
+        for (Class<?> c = e.getClass(); c != null; c = c.getSuperclass()) {
+          if (c.getName().equals("org.apache.hadoop.fs.s3a.RemoteFileChangedException")) {
+            return true;
+          }
+        }
+        return false;
       }
 
       @Override
