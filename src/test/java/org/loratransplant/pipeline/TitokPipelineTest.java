@@ -421,10 +421,31 @@ class TitokPipelineTest {
           sum / n, max, n);
       assertTrue(max > 1e-4, "equal to float32: bf16 did not run");
       assertTrue(sum / n < 0.05 && max < 0.5, "mean " + sum / n + " max " + max);
+      // What the error does to TiTok's choices: the top 70 % of each sample's tokens by excess,
+      // and the samples ranked by mean excess, under the bf16 scores and under float32.
+      List<float[]> excessBf16 = new ArrayList<>();
+      List<float[]> excessFp32 = new ArrayList<>();
+      for (int i = 0; i < rows.size(); i++) {
+        List<Float> e16 = rows.get(i).getList(2);
+        List<Float> a16 = rows.get(i).getList(3);
+        float[] x16 = new float[e16.size()];
+        float[] x32 = new float[e16.size()];
+        for (int j = 0; j < x16.length; j++) {
+          x16[j] = e16.get(j) - a16.get(j);
+          x32[j] = expertFp32.get(i)[j] - amateurFp32.get(i)[j];
+        }
+        excessBf16.add(x16);
+        excessFp32.add(x32);
+      }
+      SelectionAgreement agree = SelectionAgreement.of(excessFp32, excessBf16, 0.7,
+          rows.size() / 2);
+      System.out.println("bf16 against float32 selections: " + agree);
+      assertTrue(agree.tokenFlips() <= Math.max(2, agree.tokens() / 50), agree.toString());
+      assertTrue(agree.sampleOverlap() >= 0.9, agree.toString());
     }
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
         () -> new TitokJob(spark, settings(out, "llama2xs", "lt.titok.precision=fp16"), false));
-    assertTrue(e.getMessage().contains("precision must be fp32 or bf16, got 'fp16'"),
+    assertTrue(e.getMessage().contains("precision must be fp32, bf16 or auto, got 'fp16'"),
         e.getMessage());
   }
 }
