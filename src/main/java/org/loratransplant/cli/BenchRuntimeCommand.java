@@ -177,8 +177,11 @@ public final class BenchRuntimeCommand implements Command {
           + "read; %.2f s CPU, %.2fx)%n", r.loadS(), r.loadS() / r.fileReadAgainS(), r.loadCpuS(),
           r.loadCpuS() / r.fileReadAgainCpuS());
       System.out.printf(java.util.Locale.ROOT, "weights in memory   %8.2f GB (%s, each once)%n",
-          r.weightBytes() / gb, o.get("precision").equalsIgnoreCase("fp32") ? "fp32"
-              : "products bf16, the rest as stored or fp32");
+          r.weightBytes() / gb, switch (o.get("precision").toLowerCase(java.util.Locale.ROOT)) {
+            case "fp32", "float32" -> "fp32";
+            case "bf16", "bfloat16" -> "products bf16, the rest as stored or fp32";
+            default -> "as the logged 'precision auto ->' line says";
+          });
       System.out.printf(java.util.Locale.ROOT, "RSS before load     %8.0f MB (JVM + started "
           + "engine)%n", r.rssBeforeLoadMb());
       System.out.printf(java.util.Locale.ROOT, "RSS after load      %8.0f MB (peak while loading "

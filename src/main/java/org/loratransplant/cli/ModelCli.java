@@ -17,8 +17,10 @@ final class ModelCli {
     o.value("device", "D", "auto, cpu, gpu or gpu:N", "auto")
         .value("adapter", "DIR", "PEFT LoRA adapter directory to apply", null)
         .flag("merged", "merge the adapter into the base weights instead of running it beside")
-        .value("precision", "P", "fp32, or bf16: the LM head and the layers' products stored "
-            + "and run in bf16 with float32 accumulation (the rest float32; see README, bf16)",
+        .value("precision", "P", "fp32; bf16: the LM head and the layers' products stored "
+            + "and run in bf16 with float32 accumulation (the rest float32; see README, bf16); "
+            + "or auto: bf16 where the device computes it natively (AMX-BF16 or AVX512-BF16, "
+            + "a GPU of compute capability 8+) and the hidden size is at least 512, else fp32",
             "fp32");
   }
 

@@ -41,7 +41,8 @@ public final class LanguageModel implements AutoCloseable {
   /**
    * As above, its inference products in {@code precision}; in bf16 the product weights are
    * stored in bf16 and no float32 copy is kept ({@link LlamaModel#load(Path, Device,
-   * Precision)}), so the precision cannot go back to float32.
+   * Precision)}), so the precision cannot go back to float32. {@link Precision#AUTO} becomes
+   * one of the two here ({@link AutoPrecision}), and {@link #precision()} says which.
    */
   public static LanguageModel load(Path dir, Device device, Precision precision) {
     LlamaModel m = LlamaModel.load(dir, device, precision);
@@ -49,7 +50,9 @@ public final class LanguageModel implements AutoCloseable {
       TextTokenizer tok = TextTokenizer.exists(dir)
           ? TextTokenizer.load(dir, m.config().bosTokenId()) : null;
       LanguageModel lm = new LanguageModel(m, tok);
-      lm.precision = precision;
+      // AUTO was resolved by the load: the model's products say which way.
+      lm.precision = precision == Precision.AUTO
+          ? (m.bf16Products() ? Precision.BF16 : Precision.FP32) : precision;
       return lm;
     } catch (RuntimeException e) {
       m.close();
@@ -90,10 +93,12 @@ public final class LanguageModel implements AutoCloseable {
 
   /**
    * The number format of inference products from now on ({@link Precision}; default float32).
-   * Training is unaffected. Changing it remakes the kept decoders at their next use.
+   * Training is unaffected. Changing it remakes the kept decoders at their next use. {@link
+   * Precision#AUTO} picks as a load does ({@link AutoPrecision}).
    */
   public void setPrecision(Precision precision) {
     java.util.Objects.requireNonNull(precision, "precision");
+    precision = precision.resolve(model.config(), model.manager().getDevice());
     if (model.bf16Products() && precision != Precision.BF16) {
       throw new IllegalStateException(model.directory() + " was loaded with its products in "
           + "bf16 and holds no float32 copy of them: load it again in fp32 to compute in "

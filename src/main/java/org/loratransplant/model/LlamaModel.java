@@ -140,8 +140,8 @@ public final class LlamaModel implements AutoCloseable {
    */
   public static LlamaModel load(Path dir, Device device, Precision precision) {
     boolean map = mapFiles() && device.equals(Device.cpu()); // a bad value fails before work
-    boolean bf16 = precision == Precision.BF16;
     ModelConfig config = ModelConfig.load(dir);
+    boolean bf16 = precision.resolve(config, device) == Precision.BF16;
     NDManager manager = NDManager.newBaseManager(device);
     try (Checkpoint ckpt = Checkpoint.open(dir)) {
       // Read on the CPU, then moved whole when the model lives elsewhere.

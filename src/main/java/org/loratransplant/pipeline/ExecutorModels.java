@@ -8,6 +8,7 @@ import org.loratransplant.lora.LoraAdapter;
 import org.loratransplant.lora.PeftFormat;
 import org.loratransplant.model.Devices;
 import org.loratransplant.model.LanguageModel;
+import org.loratransplant.model.Precision;
 import org.slf4j.Logger;
 import org.slf4j.LoggerFactory;
 
@@ -54,9 +55,10 @@ public final class ExecutorModels {
         : PeftFormat.read(ModelDirs.local(spec.adapterDir()), lm.config(), lm.model().manager());
     int n = LOADS.incrementAndGet();
     // The cluster test counts these lines per executor JVM (by pid) in the workers' logs.
-    LOG.info(String.format("%s #%d in this JVM (pid %d): %s%s in %.2f s", LOAD_LOG, n,
-        ProcessHandle.current().pid(), spec.modelDir(),
-        adapter == null ? "" : " + " + spec.adapterDir(), (System.nanoTime() - t0) / 1e9));
+    LOG.info(String.format("%s #%d in this JVM (pid %d): %s%s in %.2f s, products in %s%s",
+        LOAD_LOG, n, ProcessHandle.current().pid(), spec.modelDir(),
+        adapter == null ? "" : " + " + spec.adapterDir(), (System.nanoTime() - t0) / 1e9,
+        lm.precision().label(), spec.precision() == Precision.AUTO ? " (auto)" : ""));
     return new Loaded(lm, adapter);
   }
 }

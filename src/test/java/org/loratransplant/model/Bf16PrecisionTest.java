@@ -123,11 +123,12 @@ class Bf16PrecisionTest {
   }
 
   @Test
-  void onlyFp32AndBf16AreAccepted() {
+  void onlyFp32Bf16AndAutoAreAccepted() {
     assertEquals(Precision.BF16, Precision.parse("BF16", "lt.precision"));
     assertEquals(Precision.FP32, Precision.parse("float32", "lt.precision"));
+    assertEquals(Precision.AUTO, Precision.parse("Auto", "lt.precision"));
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
         () -> Precision.parse("fp16", "lt.precision"));
-    assertEquals("lt.precision must be fp32 or bf16, got 'fp16'", e.getMessage());
+    assertEquals("lt.precision must be fp32, bf16 or auto, got 'fp16'", e.getMessage());
   }
 }
