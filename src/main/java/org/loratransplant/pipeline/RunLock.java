@@ -192,6 +192,19 @@ public final class RunLock implements AutoCloseable {
   public static RunLock acquire(Configuration conf, String runDir, Settings settings,
       Clock clock) {
     LockFile file = LockFile.of(conf, runDir);
+    boolean locked = false;
+    try {
+      RunLock lock = acquire(file, runDir, settings, clock);
+      locked = true;
+      return lock;
+    } finally {
+      if (!locked) {
+        file.close();
+      }
+    }
+  }
+
+  private static RunLock acquire(LockFile file, String runDir, Settings settings, Clock clock) {
     Instant now = clock.instant();
     Owner me = new Owner(UUID.randomUUID().toString(), host(), ProcessHandle.current().pid(),
         now, now);
@@ -315,6 +328,8 @@ public final class RunLock implements AutoCloseable {
       }
     } catch (IOException e) {
       throw file.failure("release", e);
+    } finally {
+      file.close();
     }
   }
 
@@ -361,11 +376,24 @@ public final class RunLock implements AutoCloseable {
         return new Local(runDir, java.nio.file.Path.of(dir.toUri().getPath()));
       }
       try {
-        return new Hadoop(runDir, dir.getFileSystem(conf), dir, StageStore.endpointOf(conf, dir));
+        return new Hadoop(runDir, lockFileSystem(conf, dir), dir,
+            StageStore.endpointOf(conf, dir));
       } catch (IOException e) {
         throw new UncheckedIOException("cannot reach " + runDir + StageStore.endpointOf(conf,
             dir) + ": " + e.getMessage(), e);
       }
+    }
+
+    /**
+     * A file system of its own for the lock file (closed with the lock): S3A's classic input
+     * stream. Hadoop 3.4+'s analytics stream prefetches, which widened the window between its
+     * HEAD and its version-pinned GET so much that a reader racing a rewrite failed eight tries
+     * in a row; a lock file is one small GET and needs none of that.
+     */
+    private static FileSystem lockFileSystem(Configuration conf, Path dir) throws IOException {
+      Configuration c = new Configuration(conf);
+      c.set("fs.s3a.input.stream.type", "classic");
+      return FileSystem.newInstance(dir.toUri(), c);
     }
 
     String runDir() {
@@ -383,6 +411,9 @@ public final class RunLock implements AutoCloseable {
     abstract void overwrite(String text) throws IOException;
 
     abstract void delete() throws IOException;
+
+    /** Frees what reaching the store took (a file system instance of its own); never throws. */
+    void close() {}
 
     /** Where the store is, for messages: " (S3A endpoint ...)" or "". */
     String where() {
@@ -510,10 +541,21 @@ public final class RunLock implements AutoCloseable {
 
       private static final int READ_ATTEMPTS = 8;
 
-      /** S3A's RemoteFileChangedException, matched by name: hadoop-aws may be absent. */
+      /**
+       * The object changed under the read: S3A's RemoteFileChangedException (Hadoop 3.3;
+       * matched by name, hadoop-aws may be absent), or the HTTP 412 "precondition failed" that
+       * Hadoop 3.4's analytics-accelerator stream passes on as a plain IOException.
+       */
       private static boolean isChangedDuringRead(IOException e) {
-        for (Class<?> c = e.getClass(); c != null; c = c.getSuperclass()) {
-          if (c.getName().equals("org.apache.hadoop.fs.s3a.RemoteFileChangedException")) {
+        for (Throwable t = e; t != null; t = t.getCause() == t ? null : t.getCause()) {
+          for (Class<?> c = t.getClass(); c != null; c = c.getSuperclass()) {
+            if (c.getName().equals("org.apache.hadoop.fs.s3a.RemoteFileChangedException")) {
+              return true;
+            }
+          }
+          String m = t.getMessage();
+          if (m != null && (m.contains("Status Code: 412")
+              || m.contains("preconditions you specified did not hold"))) {
             return true;
           }
         }
@@ -531,6 +573,15 @@ public final class RunLock implements AutoCloseable {
       @Override
       void delete() throws IOException {
         fs.delete(path, false);
+      }
+
+      @Override
+      void close() {
+        try {
+          fs.close();
+        } catch (IOException e) {
+          LOG.warn("closing the lock's file system of {}: {}", path, e.getMessage());
+        }
       }
 
       @Override
