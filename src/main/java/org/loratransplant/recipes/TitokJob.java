@@ -117,17 +117,43 @@ public final class TitokJob {
     return summary(lastStage, stats);
   }
 
-  /** Refuses an output directory that holds a run of other settings, unless forced. */
-  private void checkRun() {
+  /** The settings a run directory is tied to: all but those that change no output. */
+  private static com.typesafe.config.Config runSettings(com.typesafe.config.Config c) {
     // lt.titok.max-failed-fraction changes no output: raising it after a failed stage resumes;
     // nor does generation.continuous-batching (the same tokens as static batches)
-    String runHash = org.loratransplant.pipeline.Keys.of(settings.config().withoutPath("eval")
-        .withoutPath("device").withoutPath("titok.max-failed-fraction")
-        .withoutPath("titok.generation.continuous-batching"));
+    return c.withoutPath("eval").withoutPath("device").withoutPath("titok.max-failed-fraction")
+        .withoutPath("titok.generation.continuous-batching");
+  }
+
+  /**
+   * " (changed: lt.a: x -> y; ...)" from the run's stored settings.conf to these, or "" when
+   * that file cannot be read or parsed (the refusal stands on the hash either way).
+   */
+  private String changedSettings() {
+    try {
+      String stored = store.readText("run/settings.conf");
+      if (stored == null) {
+        return "";
+      }
+      List<org.loratransplant.config.SettingsDiff.Change> changes =
+          org.loratransplant.config.SettingsDiff.changes(
+              runSettings(com.typesafe.config.ConfigFactory.parseString(stored).resolve()),
+              runSettings(settings.config()));
+      return changes.isEmpty() ? "" : " (changed: "
+          + org.loratransplant.config.SettingsDiff.describe(changes, 6, "lt.") + ")";
+    } catch (RuntimeException e) {
+      return "";
+    }
+  }
+
+  /** Refuses an output directory that holds a run of other settings, unless forced. */
+  private void checkRun() {
+    String runHash = org.loratransplant.pipeline.Keys.of(runSettings(settings.config()));
     String previous = store.completedHash("run");
     if (previous != null && !previous.equals(runHash) && !force) {
-      throw new IllegalArgumentException(s.out() + " holds a run with other settings; use "
-          + "another lt.titok.out or --force");
+      throw new IllegalArgumentException(s.out() + " holds a run with other settings"
+          + changedSettings() + "; use another lt.titok.out, set those back with --set, or "
+          + "--force to redo what they change");
     }
     if (previous == null || !previous.equals(runHash)) {
       try {

@@ -149,6 +149,9 @@ class TitokPipelineTest {
         () -> new TitokJob(spark, settings(out, "llama2xs", "lt.titok.k-percent=50"), false)
             .run("evaluate"));
     assertTrue(e.getMessage().contains("other settings"), e.getMessage());
+    // The refusal names what changed, so the old value can be set back.
+    assertTrue(e.getMessage().contains("(changed: lt.titok.k-percent: 70 -> 50)"),
+        e.getMessage());
   }
 
   @Test
