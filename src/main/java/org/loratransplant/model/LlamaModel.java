@@ -518,6 +518,21 @@ public final class LlamaModel implements AutoCloseable {
         : hidden.matMul(lmHeadT);
   }
 
+  /**
+   * The gradient {@code (..., E)} of the hidden states given the logits' gradient {@code (...,
+   * V)}: {@code dlogits @ lmHead}, as autograd computes it through {@link #logits} (for a bf16
+   * head, dlogits rounded to bf16 and accumulated in float32). Nothing is recorded.
+   */
+  public NDArray logitsBackward(NDArray dlogits) {
+    return TrainingOps.isBf16(lmHead) ? TrainingOps.mixedLinear(dlogits, lmHeadT)
+        : dlogits.matMul(lmHead);
+  }
+
+  /** Whether the LM head takes no gradient (it is frozen in every training here). */
+  public boolean headFrozen() {
+    return !lmHead.hasGradient();
+  }
+
   /** The token embedding table {@code (V, E)} (NEFTune adds noise after this lookup). */
   public NDArray embeddingTable() {
     return embedding;

@@ -7,8 +7,9 @@ import ai.djl.ndarray.types.Shape;
  * The masked, weighted causal-LM loss, the trainer's default: {@code sum_i w_i * CE(y_i) / N}
  * over response tokens, N the weight sum or the response-token count
  * ({@link TokenBatch#normaliser}). A batch whose weights are all zero has loss 0 and zero
- * gradient. When some positions have weight 0 (a prompt), only the others go through the LM
- * head and its softmax; when every position counts, the ops are the trainer's original ones.
+ * gradient. Only the weighted positions go through the LM head and its softmax, a chunk of them
+ * at a time with the gradient computed alongside ({@link ModelOutputs#weightedNll}), so the
+ * {@code (B, T, V)} logits are never held.
  */
 public final class MaskedCrossEntropy implements Objective {
   public static final MaskedCrossEntropy INSTANCE = new MaskedCrossEntropy();
@@ -24,9 +25,9 @@ public final class MaskedCrossEntropy implements Objective {
     for (float x : w) {
       counted += x != 0 ? 1 : 0;
     }
-    if (counted > 0 && counted < w.length) {
-      // Only the weighted positions through the LM head (ModelOutputs#targetLogprobs): a
-      // prompt's positions carry no loss. An all-zero batch keeps the full form below, whose
+    if (counted > 0) {
+      // Only the weighted positions through the LM head, in chunks (ModelOutputs#weightedNll):
+      // a prompt's positions carry no loss. An all-zero batch keeps the full form below, whose
       // loss is a 0 with a gradient graph.
       long[] at = new long[counted];
       long[] targets = new long[counted];
@@ -38,10 +39,8 @@ public final class MaskedCrossEntropy implements Objective {
           weights[k++] = w[i];
         }
       }
-      NDArray sum = student.targetLogprobs(at, targets)
-          .mul(student.scope().create(weights)).sum();
       double d = b.denominator(null);
-      return sum.neg().div((float) (d > 0 ? d : 1));
+      return student.weightedNll(at, targets, weights, d > 0 ? d : 1);
     }
     NDArray logp = student.logits().logSoftmax(-1)
         .gather(student.scope().create(b.targets(), new Shape(rows, t, 1)), -1); // (B, T, 1)

@@ -136,6 +136,73 @@ class MaskedCrossEntropyTest {
   }
 
   /**
+   * The chunked loss ({@link ModelOutputs#weightedNll}: the head, its softmax and the gradient a
+   * few rows at a time, the gradient handed to autograd through a surrogate) against autograd
+   * through every position's logits: the same loss and the same adapter gradients, with one
+   * chunk and with chunks of 7 rows (the last one shorter), every position weighted or some not.
+   */
+  @Test
+  void theChunkedLossAndGradientsEqualAutogradThroughTheFullLogits() {
+    List<TrainingExample> all = new ArrayList<>();
+    for (TrainingExample ex : data) {
+      float[] w = new float[ex.response().length];
+      java.util.Arrays.fill(w, 0.5f);
+      all.add(new TrainingExample(ex.prompt(), ex.response(), w));
+    }
+    try (org.loratransplant.lora.LoraAdapter a = Fixtures.randomExpert(lm, List.of(), 11, 0.05)) {
+      for (List<TrainingExample> set : List.of(data, all)) {
+        TokenBatch b = TokenBatch.of(set, new int[] {0, 1, 2, 3}, LossNormaliser.WEIGHT_SUM);
+        int counted = 0;
+        for (float w : b.weights()) {
+          counted += w != 0 ? 1 : 0;
+        }
+        long[] at = new long[counted];
+        long[] targets = new long[counted];
+        float[] weights = new float[counted];
+        for (int i = 0, k = 0; i < b.weights().length; i++) {
+          if (b.weights()[i] != 0) {
+            at[k] = i;
+            targets[k] = b.targets()[i];
+            weights[k++] = b.weights()[i];
+          }
+        }
+        double d = b.denominator(null);
+        float[] lossFull = new float[1];
+        List<float[]> full = gradients(a, b, (o, scope) -> {
+          ai.djl.ndarray.NDArray l = o.logits().logSoftmax(-1).gather(scope.create(b.targets(),
+              new ai.djl.ndarray.types.Shape(b.rows(), b.length(), 1)), -1)
+              .reshape(b.rows(), b.length()).mul(scope.create(b.weights(),
+                  new ai.djl.ndarray.types.Shape(b.rows(), b.length()))).sum().neg()
+              .div((float) d);
+          lossFull[0] = l.getFloat();
+          return l;
+        });
+        for (long chunkValues : new long[] {ModelOutputs.CHUNK_VALUES,
+            7L * lm.config().vocabSize()}) {
+          float[] lossChunked = new float[1];
+          List<float[]> chunked = gradients(a, b, (o, scope) -> {
+            ai.djl.ndarray.NDArray l = o.weightedNll(at, targets, weights, d, chunkValues);
+            lossChunked[0] = l.getFloat();
+            return l;
+          });
+          assertEquals(lossFull[0], lossChunked[0], 1e-5 * Math.abs(lossFull[0]));
+          double max = 0;
+          double diff = 0;
+          for (int k = 0; k < full.size(); k++) {
+            for (int i = 0; i < full.get(k).length; i++) {
+              max = Math.max(max, Math.abs(full.get(k)[i]));
+              diff = Math.max(diff, Math.abs(full.get(k)[i] - chunked.get(k)[i]));
+            }
+          }
+          org.junit.jupiter.api.Assertions.assertTrue(max > 1e-3, "gradients are nil: " + max);
+          org.junit.jupiter.api.Assertions.assertTrue(diff <= 1e-5 * max, counted + " weighted, "
+              + chunkValues + " values a chunk: max |full - chunked| " + diff + " of " + max);
+        }
+      }
+    }
+  }
+
+  /**
    * Where prompts and zero weights leave positions out, only the weighted ones go through the LM
    * head: the adapter's gradients equal those of the full formula (every position's logits,
    * weighted by 0 or w) up to float rounding.
