@@ -474,6 +474,18 @@ public final class LlamaModel implements AutoCloseable {
     NDArray kc = lookup(positions, kCos).expandDims(2);
     NDArray ks = lookup(positions, kSinSigned).expandDims(2);
     for (int i = 0; i < layers.length; i++) {
+      // The layer's intermediates (norms, projections, scores, softmax, ...) in a manager of
+      // their own, closed when the layer is done: a DJL array lives until it is closed, so
+      // without this every intermediate of every layer stayed until the micro-step's end, where
+      // PyTorch frees each one when unused. Autograd keeps its own reference to what backward
+      // needs, so closing the handles frees only the rest. Each op's result joins its first
+      // input's manager; the layer's input x is moved in, its output moved out. Not when the
+      // layers' outputs are kept (a hidden-state objective), where x must outlive the layer.
+      NDManager outer = ids.getManager(); // the caller's scope
+      NDManager layerScope = layerOutputs == null ? outer.newSubManager() : null;
+      if (layerScope != null) {
+        x.attach(layerScope);
+      }
       Layer layer = layers[i];
       Map<Projection, Linear> lin = layer.linears();
       NDArray hn = rmsNorm(x, layer.inputNorm()); // (B, T, E)
@@ -502,6 +514,10 @@ public final class LlamaModel implements AutoCloseable {
       x = residual(x, project(i, Projection.DOWN_PROJ, lin, act, adapter, training), training);
       if (layerOutputs != null) {
         layerOutputs.put(i, x); // never modified in place later: residual() adds into the new y
+      }
+      if (layerScope != null) {
+        x.attach(outer);
+        layerScope.close();
       }
     }
     return rmsNorm(x, finalNorm);
