@@ -186,17 +186,8 @@ class MaskedCrossEntropyTest {
             return l;
           });
           assertEquals(lossFull[0], lossChunked[0], 1e-5 * Math.abs(lossFull[0]));
-          double max = 0;
-          double diff = 0;
-          for (int k = 0; k < full.size(); k++) {
-            for (int i = 0; i < full.get(k).length; i++) {
-              max = Math.max(max, Math.abs(full.get(k)[i]));
-              diff = Math.max(diff, Math.abs(full.get(k)[i] - chunked.get(k)[i]));
-            }
-          }
-          org.junit.jupiter.api.Assertions.assertTrue(max > 1e-3, "gradients are nil: " + max);
-          org.junit.jupiter.api.Assertions.assertTrue(diff <= 1e-5 * max, counted + " weighted, "
-              + chunkValues + " values a chunk: max |full - chunked| " + diff + " of " + max);
+          assertSameGradients(full, chunked, counted + " weighted, " + chunkValues
+              + " values a chunk");
         }
       }
     }
@@ -225,17 +216,22 @@ class MaskedCrossEntropyTest {
               1)), -1).reshape(b.rows(), b.length())
           .mul(scope.create(b.weights(), new ai.djl.ndarray.types.Shape(b.rows(), b.length())))
           .sum().neg().div((float) b.denominator(null)));
-      double max = 0;
-      double diff = 0;
-      for (int k = 0; k < full.size(); k++) {
-        for (int i = 0; i < full.get(k).length; i++) {
-          max = Math.max(max, Math.abs(full.get(k)[i]));
-          diff = Math.max(diff, Math.abs(full.get(k)[i] - picked.get(k)[i]));
-        }
-      }
-      org.junit.jupiter.api.Assertions.assertTrue(max > 1e-3, "gradients are not nil: " + max);
-      org.junit.jupiter.api.Assertions.assertTrue(diff <= 1e-5 * max,
-          "max |full - picked| " + diff + " against max |grad| " + max);
+      assertSameGradients(full, picked, "weighted positions only");
     }
+  }
+
+  /** Not nil, and equal to {@code full} within 1e-5 of its largest magnitude. */
+  private static void assertSameGradients(List<float[]> full, List<float[]> other, String what) {
+    double max = 0;
+    double diff = 0;
+    for (int k = 0; k < full.size(); k++) {
+      for (int i = 0; i < full.get(k).length; i++) {
+        max = Math.max(max, Math.abs(full.get(k)[i]));
+        diff = Math.max(diff, Math.abs(full.get(k)[i] - other.get(k)[i]));
+      }
+    }
+    org.junit.jupiter.api.Assertions.assertTrue(max > 1e-3, what + ": gradients are nil: " + max);
+    org.junit.jupiter.api.Assertions.assertTrue(diff <= 1e-5 * max,
+        what + ": max |full - other| " + diff + " against max |grad| " + max);
   }
 }
