@@ -77,10 +77,7 @@ public final class ModelOutputs {
     NDArray idx = scope.create(rows);
     NDArray picked;
     if (logits == null && hidden != null) {
-      long e = hidden.getShape().get(2);
-      NDArray h = ai.djl.nn.core.Embedding.embedding(idx, hidden.reshape(-1, e),
-          ai.djl.ndarray.types.SparseFormat.DENSE).singletonOrThrow(); // (N, E)
-      picked = model.logits(h); // (N, V)
+      picked = model.logits(hiddenAt(idx)); // (N, V)
     } else {
       long v = logits().getShape().get(2);
       picked = ai.djl.nn.core.Embedding.embedding(idx, logits().reshape(-1, v),
@@ -89,6 +86,16 @@ public final class ModelOutputs {
     return picked.logSoftmax(-1)
         .gather(scope.create(targets, new Shape(targets.length, 1)), -1)
         .reshape(targets.length);
+  }
+
+  /**
+   * The final hidden states {@code (N, E)} at the flattened positions {@code idx}, by an
+   * embedding lookup (differentiable: its backward scatters into the hidden states).
+   */
+  private NDArray hiddenAt(NDArray idx) {
+    long e = hidden.getShape().get(2);
+    return ai.djl.nn.core.Embedding.embedding(idx, hidden.reshape(-1, e),
+        ai.djl.ndarray.types.SparseFormat.DENSE).singletonOrThrow();
   }
 
   /** Logit values per chunk of {@link #weightedNll}: 16 M floats, 64 MB (341 rows at 49152). */
@@ -117,9 +124,7 @@ public final class ModelOutputs {
     if (hidden == null || logits != null || !model.headFrozen()) {
       return targetLogprobs(rows, targets).mul(scope.create(weights)).sum().neg().div(d);
     }
-    long e = hidden.getShape().get(2);
-    NDArray h = ai.djl.nn.core.Embedding.embedding(scope.create(rows), hidden.reshape(-1, e),
-        ai.djl.ndarray.types.SparseFormat.DENSE).singletonOrThrow(); // (N, E), differentiable
+    NDArray h = hiddenAt(scope.create(rows));
     NDArray detached = h.stopGradient();
     int n = rows.length;
     long v = model.config().vocabSize();
