@@ -108,8 +108,18 @@ public final class RunLock implements AutoCloseable {
       m.put("heartbeat", heartbeat.toString());
       StringBuilder sb = new StringBuilder();
       m.forEach((k, v) -> sb.append(k).append('=').append(v).append('\n'));
+      // Every version of the file has the same length (the parser skips the blank padding): an
+      // object-store reader takes the length from its HEAD and reads that many bytes from
+      // whatever version its GET finds, so a length that changed between the two would cut
+      // the text short or leave it ragged.
+      while (sb.length() < RENDERED_LENGTH) {
+        sb.append(sb.length() % 64 == 63 ? '\n' : ' ');
+      }
       return sb.toString();
     }
+
+    /** The padded length of {@link #render()} (an owner needs about 200 characters). */
+    static final int RENDERED_LENGTH = 1024;
 
     /** The owner in a lock file's text, or null when it is empty or half written. */
     static Owner parse(String text) {
@@ -393,6 +403,12 @@ public final class RunLock implements AutoCloseable {
     private static FileSystem lockFileSystem(Configuration conf, Path dir) throws IOException {
       Configuration c = new Configuration(conf);
       c.set("fs.s3a.input.stream.type", "classic");
+      // No version pinning: S3A's default sends the ETag its open saw as If-Match with the
+      // GET, and fails the read (HTTP 412) when a heartbeat or a racing creator replaced the
+      // object in between. Under steady rewrites on a loaded machine that lost eight tries in a
+      // row (a CI run failed so). A PUT replaces the object whole and every version has the
+      // same length (Owner#render), so the unpinned GET reads one whole version, old or new.
+      c.set("fs.s3a.change.detection.mode", "none");
       return FileSystem.newInstance(dir.toUri(), c);
     }
 
@@ -520,9 +536,9 @@ public final class RunLock implements AutoCloseable {
 
       @Override
       String read() throws IOException {
-        // S3A pins the version it saw on open (its ETag) and fails the read when another
-        // creator or a heartbeat replaced the object in between; the object is whole either
-        // way, so read it again.
+        // The lock's file system reads unpinned (lockFileSystem), but should a store or a
+        // Hadoop version still report that the object changed under the read (S3A's
+        // RemoteFileChangedException, HTTP 412), the object is whole either way: read again.
         for (int attempt = 1; ; attempt++) {
           try (FSDataInputStream in = fs.open(path)) {
             return new String(in.readAllBytes(), StandardCharsets.UTF_8);

@@ -176,6 +176,26 @@ class RunLockTest {
     }
   }
 
+  /**
+   * An object-store read takes the length from its HEAD and the bytes from its GET, which may
+   * find a newer version: every version must have one length so the text is never cut short.
+   */
+  @Test
+  void everyVersionOfTheLockFileHasOneLengthAndParsesBack() {
+    Instant started = Instant.parse("2026-12-02T21:58:41Z");
+    List<RunLock.Owner> owners = List.of(
+        new RunLock.Owner("t1", "h", 1, started, started),
+        new RunLock.Owner("t2", "a-long-host-name.".repeat(14) + "example", 4194304L,
+            started, started.plusNanos(123_456_789)),
+        new RunLock.Owner("t3", "h", 77, started, started.plusMillis(120)));
+    for (RunLock.Owner o : owners) {
+      String text = o.render();
+      assertEquals(RunLock.Owner.RENDERED_LENGTH, text.getBytes(
+          java.nio.charset.StandardCharsets.UTF_8).length, text);
+      assertEquals(o, RunLock.Owner.parse(text));
+    }
+  }
+
   @Test
   void settingsRefuseAHeartbeatSlowerThanTheStaleness() {
     assertThrows(IllegalArgumentException.class, () -> new RunLock.Settings(
