@@ -24,6 +24,11 @@ import org.slf4j.LoggerFactory;
  * AVX512-BF16, a GPU before compute capability 8.0) bf16 products are emulated and slower.
  * Each executor decides for itself: a cluster that mixes machines with and without the units
  * computes some partitions in each format.
+ *
+ * <p>On a GPU of compute capability 7.0 or later (tensor cores), a checkpoint that stores its
+ * products in float16 is kept so ({@link Precision#F16}): its exact values, where bf16 would
+ * round them again. On a CPU float16 products run no faster than float32 (measured: README,
+ * "float16"), so there the checkpoint's type does not matter.
  */
 public final class AutoPrecision {
   private static final Logger LOG = LoggerFactory.getLogger(AutoPrecision.class);
@@ -39,11 +44,14 @@ public final class AutoPrecision {
   /** The format chosen and why, in words for the log. */
   public record Choice(Precision precision, String reason) {}
 
-  /** The choice for {@code config} on {@code device}, logged once per model load. */
-  public static Choice choose(ModelConfig config, Device device) {
+  /**
+   * The choice for {@code config} on {@code device} ({@code f16Checkpoint}: its products are
+   * stored in float16), logged once per model load.
+   */
+  public static Choice choose(ModelConfig config, Device device, boolean f16Checkpoint) {
     boolean gpu = device.isGpu();
     Choice c = choose(config.hiddenSize(), gpu,
-        gpu ? cudaCapability(device) : null, cpuFlags());
+        gpu ? cudaCapability(device) : null, cpuFlags(), f16Checkpoint);
     LOG.info("precision auto -> {}: {}", c.precision().label(), c.reason());
     return c;
   }
@@ -54,15 +62,21 @@ public final class AutoPrecision {
    * @param cudaCapability the GPU's compute capability as CUDA writes it ("80", "90"), or null
    *     when unknown or on the CPU
    * @param cpuFlags the CPU's feature flags (/proc/cpuinfo), empty when unknown
+   * @param f16Checkpoint whether the checkpoint stores its products in float16
    */
   static Choice choose(int hiddenSize, boolean gpu, String cudaCapability,
-      Set<String> cpuFlags) {
+      Set<String> cpuFlags, boolean f16Checkpoint) {
     if (hiddenSize < MIN_HIDDEN) {
       return new Choice(Precision.FP32, "hidden size " + hiddenSize + " < " + MIN_HIDDEN
           + ": bf16 products would gain little at this width");
     }
     if (gpu) {
       int major = majorOf(cudaCapability);
+      if (f16Checkpoint && major >= 7) {
+        return new Choice(Precision.F16, "GPU of compute capability " + cudaCapability
+            + " computes float16 natively and the checkpoint stores float16: its values kept; "
+            + "hidden size " + hiddenSize);
+      }
       return major >= 8
           ? new Choice(Precision.BF16, "GPU of compute capability " + cudaCapability
               + " computes bf16 natively; hidden size " + hiddenSize)

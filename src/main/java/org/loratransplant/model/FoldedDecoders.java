@@ -77,10 +77,10 @@ final class FoldedDecoders implements AutoCloseable {
       if (current != null) {
         retire(current);
       }
-      // In bf16 an adapter's decoder reuses the base decoder's bf16 copies of the weights it
-      // does not fold (all of them when the adapter runs beside): one copy, not two.
+      // In bf16 or float16 an adapter's decoder reuses the base decoder's 16-bit copies of the
+      // weights it does not fold (all of them when the adapter runs beside): one copy, not two.
       FusedDecoder shared = null;
-      if (adapter != null && precision == Precision.BF16) {
+      if (adapter != null && precision.half()) {
         try (Lease b = acquire(null, precision)) {
           shared = b.decoder();
         }

@@ -29,7 +29,8 @@ import java.util.List;
  * <p>The result equals {@link LlamaModel#hidden} up to float rounding (the HF and llama2.c
  * parity tests run through this class). A {@link LanguageModel} keeps the decoder of its base
  * and of the adapter used last ({@link FoldedDecoders}); {@link #ownedBytes} is what each holds
- * beyond the model's weights (in {@link Precision#BF16}, the bf16 copies of the products too).
+ * beyond the model's weights (in {@link Precision#BF16} or {@link Precision#F16}, the 16-bit
+ * copies of the products too).
  */
 public final class FusedDecoder implements AutoCloseable {
   /** The most bytes of weight copies an adapter is folded into; above, it runs beside. */
@@ -49,22 +50,23 @@ public final class FusedDecoder implements AutoCloseable {
     this.script = script;
     IValue list = IValue.listFrom(weights.stream().map(w -> (PtNDArray) w)
         .toArray(PtNDArray[]::new));
-    if (precision == Precision.BF16) {
-      // bf16 copies of the product weights, made inside the script (DJL cannot make bf16
+    if (precision.half()) {
+      // 16-bit copies of the product weights, made inside the script (DJL cannot make bf16
       // arrays): of this decoder's own (folded) products, and of the model's unless `reuse`
-      // (the base's bf16 decoder) already holds them.
-      boolean canReuse = reuse != null && reuse.precision == Precision.BF16;
+      // (the base's decoder in the same format) already holds them.
+      boolean canReuse = reuse != null && reuse.precision == precision;
       boolean[] fresh = new boolean[weights.size()];
       for (int j = 0; j < fresh.length; j++) {
         NDArray wj = weights.get(j);
         fresh[j] = !canReuse || ownedArrays.stream().anyMatch(a -> a == wj);
       }
-      try (list; IValue freshFlags = IValue.listFrom(fresh)) {
+      try (list; IValue freshFlags = IValue.listFrom(fresh);
+          IValue dtype = IValue.from(precision == Precision.BF16 ? 15L : 5L)) {
         // Without a decoder to reuse from every product is fresh, and `list` stands in.
-        this.weights = script.run("bf16_products", list, canReuse ? reuse.weights : list,
-            freshFlags);
+        this.weights = script.run("half_products", list, canReuse ? reuse.weights : list,
+            freshFlags, dtype);
       }
-      ownedBytes += bf16Bytes(weights, fresh);
+      ownedBytes += halfBytes(weights, fresh);
     } else {
       this.weights = list;
     }
@@ -74,15 +76,16 @@ public final class FusedDecoder implements AutoCloseable {
   }
 
   /**
-   * Bytes of the bf16 copies {@code bf16_products} makes: the fresh ones of its products that
-   * are not bf16 already (a model loaded in bf16 has its products so, and needs no copy).
+   * Bytes of the 16-bit copies {@code half_products} makes: the fresh ones of its products that
+   * are not 16-bit already (a model loaded in bf16 or float16 has its products so, and needs no
+   * copy; it cannot change format, see {@link LanguageModel#setPrecision}).
    */
-  private static long bf16Bytes(List<NDArray> weights, boolean[] fresh) {
+  private static long halfBytes(List<NDArray> weights, boolean[] fresh) {
     long values = 0;
     for (int j = 1; j < weights.size(); j++) {
       int k = (j - 8) % 18;
       boolean product = j == 1 || (j >= 8 && (k == 2 || k == 6 || k == 10 || k == 14));
-      if (product && fresh[j] && !TrainingOps.isBf16(weights.get(j))) {
+      if (product && fresh[j] && !TrainingOps.isHalf(weights.get(j))) {
         values += weights.get(j).size();
       }
     }
@@ -103,7 +106,7 @@ public final class FusedDecoder implements AutoCloseable {
   }
 
   /**
-   * As above; in bf16, the model's products take the bf16 copies {@code base} (the base's
+   * As above; in bf16 or float16, the model's products take the copies {@code base} (the base's
    * decoder of the same weights, or null) holds instead of making their own.
    */
   static FusedDecoder of(LlamaModel model, Adapter adapter, Precision precision,

@@ -39,10 +39,10 @@ public final class LanguageModel implements AutoCloseable {
   }
 
   /**
-   * As above, its inference products in {@code precision}; in bf16 the product weights are
-   * stored in bf16 and no float32 copy is kept ({@link LlamaModel#load(Path, Device,
-   * Precision)}), so the precision cannot go back to float32. {@link Precision#AUTO} becomes
-   * one of the two here ({@link AutoPrecision}), and {@link #precision()} says which.
+   * As above, its inference products in {@code precision}; in bf16 or float16 the product
+   * weights are stored so and no float32 copy is kept ({@link LlamaModel#load(Path, Device,
+   * Precision)}), so the precision cannot change. {@link Precision#AUTO} becomes one of
+   * the three here ({@link AutoPrecision}), and {@link #precision()} says which.
    */
   public static LanguageModel load(Path dir, Device device, Precision precision) {
     LlamaModel m = LlamaModel.load(dir, device, precision);
@@ -51,8 +51,7 @@ public final class LanguageModel implements AutoCloseable {
           ? TextTokenizer.load(dir, m.config().bosTokenId()) : null;
       LanguageModel lm = new LanguageModel(m, tok);
       // AUTO was resolved by the load: the model's products say which way.
-      lm.precision = precision == Precision.AUTO
-          ? (m.bf16Products() ? Precision.BF16 : Precision.FP32) : precision;
+      lm.precision = precision == Precision.AUTO ? m.productPrecision() : precision;
       return lm;
     } catch (RuntimeException e) {
       m.close();
@@ -98,11 +97,15 @@ public final class LanguageModel implements AutoCloseable {
    */
   public void setPrecision(Precision precision) {
     java.util.Objects.requireNonNull(precision, "precision");
-    precision = precision.resolve(model.config(), model.manager().getDevice());
-    if (model.bf16Products() && precision != Precision.BF16) {
+    Precision stored = model.productPrecision();
+    // A model whose products are 16-bit stays so under AUTO; a float32 one picks as a load of
+    // a float32 checkpoint would.
+    precision = precision == Precision.AUTO && stored.half() ? stored
+        : precision.resolve(model.config(), model.manager().getDevice(), false);
+    if (stored.half() && precision != stored) {
       throw new IllegalStateException(model.directory() + " was loaded with its products in "
-          + "bf16 and holds no float32 copy of them: load it again in fp32 to compute in "
-          + "float32");
+          + stored.label() + " and holds no float32 copy of them: load it again in "
+          + precision.label() + " to compute in " + precision.label());
     }
     this.precision = precision;
   }

@@ -18,7 +18,7 @@ public record Linear(NDArray weight, NDArray weightT, NDArray bias) {
 
   /** {@code x (..., in) -> (..., out)}. */
   public NDArray apply(NDArray x) {
-    NDArray y = TrainingOps.isBf16(weight) ? TrainingOps.mixedLinear(x, weight)
+    NDArray y = TrainingOps.isHalf(weight) ? TrainingOps.mixedLinear(x, weight)
         : x.matMul(weightT);
     return bias == null ? y : y.add(bias);
   }

@@ -13,6 +13,7 @@ import java.util.EnumMap;
 import java.util.List;
 import java.util.Map;
 import org.loratransplant.safetensors.Checkpoint;
+import org.loratransplant.safetensors.DType;
 
 /**
  * The Llama-family decoder (llama, mistral, qwen2) on DJL NDArrays, computed in fp32 (its
@@ -40,7 +41,7 @@ public final class LlamaModel implements AutoCloseable {
   private final NDArray eps;
   private final NDArray meanColumn; // (E, 1) filled with 1/E
   private volatile long weightsVersion;
-  private final boolean bf16Products;
+  private final Precision products; // FP32, BF16 or F16: the products' weights as stored
 
   private final long loadedBytes;
   /**
@@ -61,9 +62,9 @@ public final class LlamaModel implements AutoCloseable {
 
   private LlamaModel(ModelConfig config, Path directory, NDManager manager, NDArray embedding,
       NDArray lmHead, NDArray finalNorm, Layer[] layers, long loadedBytes,
-      List<java.nio.MappedByteBuffer> mappings, boolean bf16Products) {
+      List<java.nio.MappedByteBuffer> mappings, Precision products) {
     this.mappings = mappings;
-    this.bf16Products = bf16Products;
+    this.products = products;
     this.config = config;
     this.directory = directory;
     this.manager = manager;
@@ -136,14 +137,18 @@ public final class LlamaModel implements AutoCloseable {
    * rounded to nearest even as {@link FusedDecoder}'s bf16 copies are. A BF16 embedding stays
    * bf16 too (looking a row up is exact); a float32 one, the norms and biases stay float32.
    * Such a model computes its products in bf16 with float32 accumulation on every path,
-   * training's included ({@link #bf16Products}).
+   * training's included ({@link #bf16Products}). {@link Precision#F16} is the same in float16:
+   * an F16 checkpoint's values as they are, any other converted, and refused naming the tensor
+   * when a value lies beyond float16's range ({@link #productPrecision}).
    */
   public static LlamaModel load(Path dir, Device device, Precision precision) {
     boolean map = mapFiles() && device.equals(Device.cpu()); // a bad value fails before work
     ModelConfig config = ModelConfig.load(dir);
-    boolean bf16 = precision.resolve(config, device) == Precision.BF16;
     NDManager manager = NDManager.newBaseManager(device);
     try (Checkpoint ckpt = Checkpoint.open(dir)) {
+      String probe = Projection.Q_PROJ.keyPrefix(0) + ".weight";
+      Precision products = precision.resolve(config, device,
+          ckpt.has(probe) && ckpt.info(probe).dtype() == DType.F16);
       // Read on the CPU, then moved whole when the model lives elsewhere.
       NDManager cpu = device.equals(Device.cpu()) ? manager
           : NDManager.newBaseManager(Device.cpu());
@@ -155,10 +160,11 @@ public final class LlamaModel implements AutoCloseable {
         w = new WeightReader(ckpt, cpu, IntraOpThreads.cores(), map);
         int e = config.hiddenSize();
         // In bf16 a BF16 embedding is kept as stored (its rows become float32 exactly when
-        // looked up; tied, it is the bf16 LM head too); any other is float32, as stored.
+        // looked up; tied, it is the bf16 LM head too), in float16 an F16 one; any other is
+        // float32, as stored.
         List<String> embed = List.of("model.embed_tokens.weight");
         NDArray embedding = product(w, embed, new long[] {config.vocabSize()}, e, manager,
-            bf16 && w.allBf16(embed));
+            products.half() && w.allOf(embed, stored(products)) ? products : Precision.FP32);
         NDArray lmHead;
         if (config.tieWordEmbeddings() || !ckpt.names().contains("lm_head.weight")) {
           if (!config.tieWordEmbeddings()) {
@@ -168,15 +174,15 @@ public final class LlamaModel implements AutoCloseable {
           lmHead = embedding;
         } else {
           lmHead = product(w, List.of("lm_head.weight"), new long[] {config.vocabSize()}, e,
-              manager, bf16);
+              manager, products);
         }
         NDArray finalNorm = onDevice(w.read("model.norm.weight", e), manager);
         Layer[] layers = new Layer[config.numLayers()];
         for (int i = 0; i < layers.length; i++) {
-          layers[i] = loadLayer(w, config, i, manager, bf16);
+          layers[i] = loadLayer(w, config, i, manager, products);
         }
         return new LlamaModel(config, dir, manager, embedding, lmHead, finalNorm, layers,
-            w.bytesRead(), w.mappings(), bf16);
+            w.bytesRead(), w.mappings(), products);
       } finally {
         if (w != null) {
           w.close();
@@ -192,20 +198,20 @@ public final class LlamaModel implements AutoCloseable {
   }
 
   private static Layer loadLayer(WeightReader w, ModelConfig c, int i, NDManager target,
-      boolean bf16) {
+      Precision products) {
     int e = c.hiddenSize();
     List<Projection> qkvParts = List.of(Projection.Q_PROJ, Projection.K_PROJ, Projection.V_PROJ);
     List<Projection> guParts = List.of(Projection.GATE_PROJ, Projection.UP_PROJ);
-    NDArray qkv = weight(w, c, i, qkvParts, target, bf16);
+    NDArray qkv = weight(w, c, i, qkvParts, target, products);
     NDArray qkvBias = Projection.Q_PROJ.hasBias(c)
         ? onDevice(stack(w, c, i, qkvParts, ".bias"), target) : null;
-    NDArray o = weight(w, c, i, List.of(Projection.O_PROJ), target, bf16);
+    NDArray o = weight(w, c, i, List.of(Projection.O_PROJ), target, products);
     NDArray oBias = Projection.O_PROJ.hasBias(c)
         ? onDevice(stack(w, c, i, List.of(Projection.O_PROJ), ".bias"), target) : null;
-    NDArray gateUp = weight(w, c, i, guParts, target, bf16);
+    NDArray gateUp = weight(w, c, i, guParts, target, products);
     NDArray gateUpBias = Projection.GATE_PROJ.hasBias(c)
         ? onDevice(stack(w, c, i, guParts, ".bias"), target) : null;
-    NDArray down = weight(w, c, i, List.of(Projection.DOWN_PROJ), target, bf16);
+    NDArray down = weight(w, c, i, List.of(Projection.DOWN_PROJ), target, products);
     NDArray downBias = Projection.DOWN_PROJ.hasBias(c)
         ? onDevice(stack(w, c, i, List.of(Projection.DOWN_PROJ), ".bias"), target) : null;
     Map<Projection, Linear> linears = new EnumMap<>(Projection.class);
@@ -228,21 +234,26 @@ public final class LlamaModel implements AutoCloseable {
 
   /** The weights of {@code parts} of layer {@code i}, stacked along their rows, on target. */
   private static NDArray weight(WeightReader w, ModelConfig c, int i, List<Projection> parts,
-      NDManager target, boolean bf16) {
+      NDManager target, Precision products) {
     List<String> names = parts.stream().map(p -> p.keyPrefix(i) + ".weight").toList();
     return product(w, names, parts.stream().mapToLong(p -> p.outFeatures(c)).toArray(),
-        parts.get(0).inFeatures(c), target, bf16);
+        parts.get(0).inFeatures(c), target, products);
   }
 
   /**
    * A product's weight, the tensors {@code names} ({@code (rows[j], in)}) stacked, on target:
-   * float32, or in bf16 ({@link #load(Path, Device, Precision)}). The conversions run where the
-   * model lives, after the move (DJL moves float16 and float32 tensors, not bf16 ones).
+   * float32, or in bf16 or float16 ({@link #load(Path, Device, Precision)}). The bf16
+   * conversions run where the model lives, after the move (DJL moves float16 and float32
+   * tensors, not bf16 ones); the float16 ones on the CPU, so half the bytes move.
    */
   private static NDArray product(WeightReader w, List<String> names, long[] rows, long in,
-      NDManager target, boolean bf16) {
-    if (!bf16) {
+      NDManager target, Precision products) {
+    if (products == Precision.FP32) {
       return onDevice(w.stack(names, rows, in), target);
+    }
+    if (products == Precision.F16) {
+      return onDevice(w.allOf(names, DType.F16) ? w.stackF16(names, rows, in)
+          : w.stackConverted(names, rows, x -> toF16(x, w, names), in), target);
     }
     boolean kept = w.allBf16(names);
     if (!kept && target.getDevice().equals(Device.cpu())) {
@@ -253,6 +264,32 @@ public final class LlamaModel implements AutoCloseable {
       // The view shares the storage of `source`, whose handle alone is closed here.
       return kept ? TrainingOps.bf16Bits(source) : TrainingOps.bf16Round(source);
     }
+  }
+
+  /** The checkpoint dtype a product format keeps as stored: BF16 or F16. */
+  private static DType stored(Precision products) {
+    return products == Precision.BF16 ? DType.BF16 : DType.F16;
+  }
+
+  /** Largest finite float16 value. */
+  private static final float F16_MAX = 65504f;
+
+  /**
+   * {@code x} in float16, refused naming the tensors when a value lies beyond float16's range
+   * (it would become infinite); the float16 rounding of the rest is to nearest even.
+   */
+  private static NDArray toF16(NDArray x, WeightReader w, List<String> names) {
+    float max;
+    try (NDArray abs = x.abs(); NDArray m = abs.max()) {
+      max = m.getFloat();
+    }
+    if (max > F16_MAX) {
+      throw new ModelConfigException(w.fileOf(names.get(0)) + ": tensor" + (names.size() > 1
+          ? "s " : " ") + String.join(", ", names.stream().map(n -> "'" + n + "'").toList())
+          + " hold a value of magnitude " + max + ", beyond float16's range (65504): load the "
+          + "model in fp32 or bf16");
+    }
+    return x.toType(DataType.FLOAT16, false);
   }
 
   /** A {@link Linear} per part: views of its rows of the stacked weight and bias. */
@@ -322,7 +359,7 @@ public final class LlamaModel implements AutoCloseable {
   }
 
   static long bytes(NDArray a) {
-    return a.getShape().size() * (TrainingOps.isBf16(a) ? 2 : a.getDataType().getNumOfBytes());
+    return a.getShape().size() * (TrainingOps.isHalf(a) ? 2 : a.getDataType().getNumOfBytes());
   }
 
   /**
@@ -331,7 +368,16 @@ public final class LlamaModel implements AutoCloseable {
    * rounded to bf16 (unmerging does not restore the loaded values exactly).
    */
   public boolean bf16Products() {
-    return bf16Products;
+    return products == Precision.BF16;
+  }
+
+  /**
+   * The format of the products' weights as loaded: FP32, or BF16 / F16 ({@link #load(Path,
+   * Device, Precision)}), in which every product runs with float32 accumulation and a merged
+   * LoRA is rounded to that format.
+   */
+  public Precision productPrecision() {
+    return products;
   }
 
   public ModelConfig config() {
@@ -462,7 +508,7 @@ public final class LlamaModel implements AutoCloseable {
     int g = config.groupSize();
     int d = config.headDim();
     NDArray x = Embedding.embedding(ids, embedding, SparseFormat.DENSE).singletonOrThrow();
-    if (TrainingOps.isBf16(embedding)) {
+    if (TrainingOps.isHalf(embedding)) {
       x = x.toType(DataType.FLOAT32, false); // exact
     }
     if (embeddingNoise != null) {
@@ -530,7 +576,7 @@ public final class LlamaModel implements AutoCloseable {
 
   /** {@code (..., E) -> (..., V)} logits. */
   public NDArray logits(NDArray hidden) {
-    return TrainingOps.isBf16(lmHead) ? TrainingOps.mixedLinear(hidden, lmHead)
+    return TrainingOps.isHalf(lmHead) ? TrainingOps.mixedLinear(hidden, lmHead)
         : hidden.matMul(lmHeadT);
   }
 
@@ -540,7 +586,7 @@ public final class LlamaModel implements AutoCloseable {
    * head, dlogits rounded to bf16 and accumulated in float32). Nothing is recorded.
    */
   public NDArray logitsBackward(NDArray dlogits) {
-    return TrainingOps.isBf16(lmHead) ? TrainingOps.mixedLinear(dlogits, lmHeadT)
+    return TrainingOps.isHalf(lmHead) ? TrainingOps.mixedLinear(dlogits, lmHeadT)
         : dlogits.matMul(lmHead);
   }
 
@@ -590,7 +636,7 @@ public final class LlamaModel implements AutoCloseable {
   private NDArray[] projectStacked(List<Projection> parts, NDArray weight, NDArray bias,
       NDArray x, NDArray[] deltas) {
     NDArray y;
-    if (TrainingOps.isBf16(weight)) {
+    if (TrainingOps.isHalf(weight)) {
       y = TrainingOps.mixedLinear(x, weight);
     } else {
       try (NDArray weightT = weight.transpose(1, 0)) {

@@ -63,8 +63,8 @@ final class TrainingOps {
   }
 
   /**
-   * {@code x @ w.t()} for a bf16 weight {@code w (out, in)} ({@link #isBf16}) and float32 x: x
-   * rounded to bf16, the product accumulated in float32, the result float32.
+   * {@code x @ w.t()} for a 16-bit weight {@code w (out, in)} ({@link #isHalf}) and float32 x:
+   * x rounded to w's format, the product accumulated in float32, the result float32.
    */
   static NDArray mixedLinear(NDArray x, NDArray w) {
     return run(new Key("MixedLinear", 0, x.getDevice()), x, w);
@@ -91,6 +91,14 @@ final class TrainingOps {
   static boolean isBf16(NDArray a) {
     DataType t = a.getDataType();
     return t == DataType.BFLOAT16 || t == DataType.UNKNOWN;
+  }
+
+  /**
+   * Whether {@code a} is a 16-bit weight whose products run mixed ({@link #mixedLinear}):
+   * bfloat16 ({@link #isBf16}) or float16.
+   */
+  static boolean isHalf(NDArray a) {
+    return isBf16(a) || a.getDataType() == DataType.FLOAT16;
   }
 
   private static NDArray run(Key key, NDArray... inputs) {

@@ -26,7 +26,9 @@ import org.loratransplant.safetensors.TensorInfo;
  * are, BF16, F16 and F64 ones converted in bounded chunks. Each part is checked for NaN and
  * infinity by one sum in libtorch. For a model loaded in bf16 ({@link LlamaModel#load(
  * java.nio.file.Path, ai.djl.Device, Precision)}) a product's BF16 tensors keep their bits
- * ({@link #stackBf16Bits}) and any other is rounded ({@link #stackRoundedBf16}).
+ * ({@link #stackBf16Bits}) and any other is rounded ({@link #stackRoundedBf16}); in float16 a
+ * product's F16 tensors are read or mapped as they are ({@link #stackF16}) and any other is
+ * converted ({@link #stackConverted}).
  *
  * <p>When {@code mapFiles} is set (a CPU model), float32 tensors that lie back to back in the
  * file in stacking order (q, k, v and gate, up do in checkpoints written by transformers and by
@@ -101,7 +103,7 @@ final class WeightReader implements AutoCloseable {
    * dimension into one float32 tensor on the CPU.
    */
   NDArray stack(List<String> names, long[] rows, long... inner) {
-    return stackInto(names, rows, DataType.FLOAT32, mapFiles, mappings, inner);
+    return stackInto(names, rows, DType.F32, mapFiles, mappings, inner);
   }
 
   /**
@@ -111,10 +113,19 @@ final class WeightReader implements AutoCloseable {
    * cached 4.9 GB file most of a read is faulting in that memory.
    */
   NDArray stackRoundedBf16(List<String> names, long[] rows, long... inner) {
+    return stackConverted(names, rows, TrainingOps::bf16Round, inner);
+  }
+
+  /**
+   * As {@link #stack}, converted by {@code convert} into a new tensor; a float32 source is
+   * mapped for the conversion and unmapped right after, as for {@link #stackRoundedBf16}.
+   */
+  NDArray stackConverted(List<String> names, long[] rows,
+      java.util.function.UnaryOperator<NDArray> convert, long... inner) {
     List<java.nio.MappedByteBuffer> transientMaps = new java.util.ArrayList<>();
-    NDArray source = stackInto(names, rows, DataType.FLOAT32, mapFiles, transientMaps, inner);
+    NDArray source = stackInto(names, rows, DType.F32, mapFiles, transientMaps, inner);
     try {
-      return TrainingOps.bf16Round(source);
+      return convert.apply(source);
     } finally {
       source.close();
       transientMaps.forEach(WeightReader::unmap);
@@ -140,12 +151,28 @@ final class WeightReader implements AutoCloseable {
    * dropped at once, whose mapping would otherwise stay (the mappings live as long as the model).
    */
   NDArray stackRead(List<String> names, long[] rows, long... inner) {
-    return stackInto(names, rows, DataType.FLOAT32, false, mappings, inner);
+    return stackInto(names, rows, DType.F32, false, mappings, inner);
   }
 
   /** Whether every tensor of {@code names} is stored as BF16 in the checkpoint. */
   boolean allBf16(List<String> names) {
-    return names.stream().allMatch(n -> ckpt.has(n) && ckpt.info(n).dtype() == DType.BF16);
+    return allOf(names, DType.BF16);
+  }
+
+  /** Whether every tensor of {@code names} is stored as {@code dtype} in the checkpoint. */
+  boolean allOf(List<String> names, DType dtype) {
+    return names.stream().allMatch(n -> ckpt.has(n) && ckpt.info(n).dtype() == dtype);
+  }
+
+  /**
+   * As {@link #stack} for F16 tensors ({@link #allOf}), a float16 tensor of the file's values
+   * as they are, mapped like float32 ones when it can be.
+   */
+  NDArray stackF16(List<String> names, long[] rows, long... inner) {
+    if (!allOf(names, DType.F16)) {
+      throw new IllegalArgumentException("not all F16: " + names);
+    }
+    return stackInto(names, rows, DType.F16, mapFiles, mappings, inner);
   }
 
   /**
@@ -158,15 +185,16 @@ final class WeightReader implements AutoCloseable {
     if (!allBf16(names)) {
       throw new IllegalArgumentException("not all BF16: " + names);
     }
-    return stackInto(names, rows, DataType.FLOAT16, mapFiles, mappings, inner);
+    return stackInto(names, rows, DType.BF16, mapFiles, mappings, inner);
   }
 
   /**
-   * The stacked tensor as {@code type}: FLOAT32 (any float dtype in the file, converted), or
-   * FLOAT16 holding BF16 bits as they are; mapped when {@code map} and the file allows, the
-   * mapping then added to {@code recordMappings}, which must keep it while the tensor lives.
+   * The stacked tensor for {@code raw}: F32, a float32 tensor (any float dtype in the file,
+   * converted); BF16, a float16 tensor holding the file's BF16 bits as they are; F16, a float16
+   * tensor of the file's F16 values. Mapped when {@code map} and the file allows, the mapping
+   * then added to {@code recordMappings}, which must keep it while the tensor lives.
    */
-  private NDArray stackInto(List<String> names, long[] rows, DataType type, boolean map,
+  private NDArray stackInto(List<String> names, long[] rows, DType raw, boolean map,
       List<java.nio.MappedByteBuffer> recordMappings, long... inner) {
     long innerSize = 1;
     for (long d : inner) {
@@ -183,7 +211,7 @@ final class WeightReader implements AutoCloseable {
     long[] dims = new long[inner.length + 1];
     dims[0] = total;
     System.arraycopy(inner, 0, dims, 1, inner.length);
-    DType raw = type == DataType.FLOAT32 ? DType.F32 : DType.BF16; // stored as the file has it
+    DataType type = raw == DType.F32 ? DataType.FLOAT32 : DataType.FLOAT16;
     java.nio.MappedByteBuffer mapped = map
         && names.stream().allMatch(n -> ckpt.info(n).dtype() == raw)
         ? ckpt.mapPrivate(names) : null;
@@ -196,7 +224,7 @@ final class WeightReader implements AutoCloseable {
     try {
       long at = 0;
       for (int i = 0; i < names.size(); i++) {
-        fill(names.get(i), out, at, rows[i], innerSize * raw.byteSize(), mapped == null);
+        fill(names.get(i), out, raw, at, rows[i], innerSize * raw.byteSize(), mapped == null);
         at += rows[i];
       }
       return out;
@@ -209,6 +237,11 @@ final class WeightReader implements AutoCloseable {
   /** The file mappings that tensors read so far alias: keep them reachable while those live. */
   List<java.nio.MappedByteBuffer> mappings() {
     return List.copyOf(mappings);
+  }
+
+  /** The file that holds tensor {@code name}, for messages. */
+  String fileOf(String name) {
+    return ckpt.fileOf(name);
   }
 
   /** File bytes read (or mapped and checked) so far. */
@@ -237,14 +270,15 @@ final class WeightReader implements AutoCloseable {
    * {@link #BLOCK_BYTES} at a time (a direct view holds at most 2 GiB), checking each block; the
    * blocks go to the pool's threads when there is one.
    */
-  private void fill(String name, NDArray out, long row, long rows, long rowBytes, boolean read) {
+  private void fill(String name, NDArray out, DType raw, long row, long rows, long rowBytes,
+      boolean read) {
     long perBlock = Math.max(1, BLOCK_BYTES / rowBytes);
     List<java.util.concurrent.Future<?>> pending = new java.util.ArrayList<>();
     try {
       for (long r0 = 0; r0 < rows; r0 += perBlock) {
         long first = r0;
         long n = Math.min(perBlock, rows - r0);
-        Runnable block = () -> fillBlock(name, out, row + first, first, n, rowBytes, read);
+        Runnable block = () -> fillBlock(name, out, raw, row + first, first, n, rowBytes, read);
         if (pool == null || rows <= perBlock) {
           block.run();
         } else {
@@ -271,24 +305,26 @@ final class WeightReader implements AutoCloseable {
    * Rows {@code [r0, r0 + n)} of tensor {@code name} ({@code rowBytes} each as stored in out)
    * into rows from {@code outRow} of out.
    */
-  private void fillBlock(String name, NDArray out, long outRow, long r0, long n, long rowBytes,
-      boolean read) {
+  private void fillBlock(String name, NDArray out, DType raw, long outRow, long r0, long n,
+      long rowBytes, boolean read) {
     TensorInfo info = ckpt.info(name);
     NDArray block = LlamaModel.rowsOf(out, outRow, n);
     try {
-      boolean bits = out.getDataType() == DataType.FLOAT16; // bf16 values kept as they are
+      boolean bits = raw == DType.BF16; // bf16 values kept as they are
       if (read) {
         ByteBuffer view = ((PtNDArray) block).toByteBuffer(true); // aliases the tensor's memory
-        if (bits || info.dtype() == DType.F32) {
+        if (raw == info.dtype()) {
           ckpt.readBytesInto(name, r0 * rowBytes, view.duplicate());
         } else {
           convert(info, r0 * rowBytes / Float.BYTES, n * rowBytes / Float.BYTES, view);
         }
       }
       // One reduction on one thread: a sum is finite when no value is NaN or infinite (an
-      // overflow of the sum itself, only with absurd weights, is told apart by the scan).
-      try (NDArray values = bits ? TrainingOps.bf16Bits(block) : null;
-          NDArray sum = (bits ? values : block).sum();
+      // overflow of the sum itself, only with absurd weights, is told apart by the scan). A
+      // float16 block is summed in float32: its own sum overflows at 65504.
+      try (NDArray values = bits ? TrainingOps.bf16Bits(block)
+              : raw == DType.F16 ? block.toType(DataType.FLOAT32, false) : null;
+          NDArray sum = (values != null ? values : block).sum();
           NDArray sum32 = bits ? sum.toType(DataType.FLOAT32, false) : null) {
         if (!Float.isFinite((bits ? sum32 : sum).getFloat())) {
           String problem = FiniteCheck.problem(name, ckpt.readFloat32(name));

@@ -28,18 +28,18 @@ class LlamaDecoder(Module):
   qkv_bias : bool
   o_bias : bool
   mlp_bias : bool
-  def bf16_products(self: __torch__.LlamaDecoder, w: List[Tensor], reuse: List[Tensor], fresh: List[bool]) -> List[Tensor]:
-    # The weight list with the LM head and every layer's four product weights in bf16 (the
-    # embedding, norms, biases, tables and adapter factors stay float32). A product j with
-    # fresh[j] false takes reuse[j], the bf16 copy another decoder made of the same tensor, so
-    # the base's and the expert's decoders share one copy. Cast here because DJL 0.35 cannot
-    # make bf16 arrays itself.
+  def half_products(self: __torch__.LlamaDecoder, w: List[Tensor], reuse: List[Tensor], fresh: List[bool], dtype: int) -> List[Tensor]:
+    # The weight list with the LM head and every layer's four product weights in `dtype` (15
+    # bf16, 5 float16; the embedding, norms, biases, tables and adapter factors stay float32).
+    # A product j with fresh[j] false takes reuse[j], the copy another decoder made of the same
+    # tensor, so the base's and the expert's decoders share one copy. Cast here because DJL
+    # 0.35 cannot make bf16 arrays itself; a weight already in `dtype` is not copied.
     out = annotate(List[Tensor], [])
     for j in range(len(w)):
       k = (j - 8) % 18
       if j == 1 or (j >= 8 and (k == 2 or k == 6 or k == 10 or k == 14)):
         if fresh[j]:
-          out.append(w[j].to(15).contiguous())
+          out.append(w[j].to(dtype).contiguous())
         else:
           out.append(reuse[j])
       else:
@@ -146,10 +146,11 @@ class LlamaDecoder(Module):
       return torch.softmax(logits / temperature, -1)
     return logits
   def proj(self: __torch__.LlamaDecoder, x: Tensor, w: Tensor) -> Tensor:
-    # x @ w.t() for an (out, in) weight. A bf16 weight (dtype 15; see bf16_products) takes x in
-    # bf16 and gives float32 back (6): oneDNN's AMX / AVX512-BF16 kernels accumulate in float32.
-    if w.dtype == 15:
-      return torch.linear(x.to(15), w).to(6)
+    # x @ w.t() for an (out, in) weight. A 16-bit weight (bf16, 15, or float16, 5; see
+    # half_products) takes x in its type and gives float32 back (6): the kernels (oneDNN's AMX /
+    # AVX512-BF16 ones for bf16) accumulate in float32.
+    if w.dtype != 6:
+      return torch.linear(x.to(w.dtype), w).to(6)
     # From `dnn_rows` rows on, oneDNN's linear: it runs AVX-512 kernels where MKL keeps to AVX2
     # (AMD CPUs) and measured ~2x faster on 4096 rows, while its fixed cost (~9 us a call) loses
     # on a few rows.
@@ -159,9 +160,9 @@ class LlamaDecoder(Module):
     # onednn-end
     return torch.mm(x, w.t())
   def proj_add(self: __torch__.LlamaDecoder, x: Tensor, w: Tensor, residual: Tensor) -> Tensor:
-    # residual + x @ w.t(), the add fused into the product (float32) or after it (bf16).
-    if w.dtype == 15:
-      return torch.add(residual, torch.linear(x.to(15), w).to(6))
+    # residual + x @ w.t(), the add fused into the product (float32) or after it (16-bit).
+    if w.dtype != 6:
+      return torch.add(residual, torch.linear(x.to(w.dtype), w).to(6))
     # onednn-begin
     if x.size(0) >= self.dnn_rows:
       return ops.mkldnn._linear_pointwise(x, residual, w, None, "add")

@@ -27,8 +27,8 @@ class SwiGlu(Module):
       gate = torch.matmul(x, g.t())
       up = torch.matmul(x, u.t())
     else:
-      # A bf16 weight (a model loaded in bf16): x rounded to bf16, float32 accumulation and
-      # result, as MixedLinear.
+      # A 16-bit weight (a model loaded in bf16 or float16): x rounded to its type, float32
+      # accumulation and result, as MixedLinear.
       xs = x.to(gate_up.dtype)
       gate = torch.linear(xs, g).to(x.dtype)
       up = torch.linear(xs, u).to(x.dtype)
@@ -52,9 +52,9 @@ class Rope(Module):
   def forward(self: __torch__.Rope, x: Tensor, cos: Tensor, sin_signed: Tensor) -> Tensor:
     return x * cos + torch.roll(x, [x.size(-1) // 2], [-1]) * sin_signed
 class MixedLinear(Module):
-  # x @ w.t() for a bf16 weight w (out, in) of a model loaded in bf16 and a float32 x: x rounded
-  # to bf16, the product accumulated in float32 (oneDNN's AMX / AVX512-BF16 kernels), the result
-  # float32, so the residual stream, norms and adapters stay float32. The gradient reaches x in
+  # x @ w.t() for a 16-bit weight w (out, in) of a model loaded in bf16 or float16 and a float32
+  # x: x rounded to w's type, the product accumulated in float32 (oneDNN's AMX / AVX512-BF16
+  # kernels for bf16), the result float32, so the residual stream, norms and adapters stay float32. The gradient reaches x in
   # float32; the frozen weight gets none.
   __parameters__ = []
   __buffers__ = []

@@ -123,12 +123,14 @@ class Bf16PrecisionTest {
   }
 
   @Test
-  void onlyFp32Bf16AndAutoAreAccepted() {
+  void onlyTheFormatsAreAccepted() {
     assertEquals(Precision.BF16, Precision.parse("BF16", "lt.precision"));
     assertEquals(Precision.FP32, Precision.parse("float32", "lt.precision"));
+    assertEquals(Precision.F16, Precision.parse("fp16", "lt.precision"));
+    assertEquals(Precision.F16, Precision.parse("Float16", "lt.precision"));
     assertEquals(Precision.AUTO, Precision.parse("Auto", "lt.precision"));
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-        () -> Precision.parse("fp16", "lt.precision"));
-    assertEquals("lt.precision must be fp32, bf16 or auto, got 'fp16'", e.getMessage());
+        () -> Precision.parse("int8", "lt.precision"));
+    assertEquals("lt.precision must be fp32, bf16, f16 or auto, got 'int8'", e.getMessage());
   }
 }

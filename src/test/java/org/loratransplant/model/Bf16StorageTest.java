@@ -198,7 +198,7 @@ class Bf16StorageTest {
   }
 
   /** Mean cross-entropy of RESPONSES[0] through the differentiable forward; grads on A, B. */
-  private static float lossAndGradients(LlamaModel model, LoraAdapter a, List<float[]> grads) {
+  static float lossAndGradients(LlamaModel model, LoraAdapter a, List<float[]> grads) {
     int[] r = RESPONSES.get(0);
     long[] ids = new long[r.length];
     long[] pos = new long[r.length];
@@ -234,7 +234,7 @@ class Bf16StorageTest {
     }
   }
 
-  private static double cosine(List<float[]> x, List<float[]> y) {
+  static double cosine(List<float[]> x, List<float[]> y) {
     double xy = 0;
     double xx = 0;
     double yy = 0;
