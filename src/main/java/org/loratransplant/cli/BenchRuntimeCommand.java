@@ -180,6 +180,7 @@ public final class BenchRuntimeCommand implements Command {
           r.weightBytes() / gb, switch (o.get("precision").toLowerCase(java.util.Locale.ROOT)) {
             case "fp32", "float32" -> "fp32";
             case "bf16", "bfloat16" -> "products bf16, the rest as stored or fp32";
+            case "f16", "fp16", "float16", "half" -> "products f16, the rest as stored or fp32";
             default -> "as the logged 'precision auto ->' line says";
           });
       System.out.printf(java.util.Locale.ROOT, "RSS before load     %8.0f MB (JVM + started "

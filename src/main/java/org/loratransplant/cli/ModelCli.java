@@ -19,8 +19,10 @@ final class ModelCli {
         .flag("merged", "merge the adapter into the base weights instead of running it beside")
         .value("precision", "P", "fp32; bf16: the LM head and the layers' products stored "
             + "and run in bf16 with float32 accumulation (the rest float32; see README, bf16); "
+            + "f16: the same in float16, a float16 checkpoint's values kept (README, float16); "
             + "or auto: bf16 where the device computes it natively (AMX-BF16 or AVX512-BF16, "
-            + "a GPU of compute capability 8+) and the hidden size is at least 512, else fp32",
+            + "a GPU of compute capability 8+) and the hidden size is at least 512 (f16 for a "
+            + "float16 checkpoint on a GPU of 7.0+), else fp32",
             "fp32");
   }
 
