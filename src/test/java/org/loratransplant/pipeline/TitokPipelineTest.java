@@ -447,8 +447,8 @@ class TitokPipelineTest {
       assertTrue(agree.sampleOverlap() >= 0.9, agree.toString());
     }
     IllegalArgumentException e = assertThrows(IllegalArgumentException.class,
-        () -> new TitokJob(spark, settings(out, "llama2xs", "lt.titok.precision=fp16"), false));
-    assertTrue(e.getMessage().contains("precision must be fp32, bf16 or auto, got 'fp16'"),
+        () -> new TitokJob(spark, settings(out, "llama2xs", "lt.titok.precision=int8"), false));
+    assertTrue(e.getMessage().contains("precision must be fp32, bf16, f16 or auto, got 'int8'"),
         e.getMessage());
   }
 }
