@@ -393,6 +393,15 @@ class TitokPipelineTest {
     List<Row> rows = new StageStore(spark, out).read(Tables.SCORED_SAMPLES)
         .select("prompt_ids", "token_ids", "logp_expert", "logp_amateur").collectAsList();
     assertFalse(rows.isEmpty());
+    // The stage's stats say which format its partitions computed in: all of them bf16.
+    for (String stage : List.of("generate", "score")) {
+      JsonNode formats = SharedData.json(Path.of(out, "_stats", stage + ".json"))
+          .get("precision");
+      List<String> names = new ArrayList<>();
+      formats.fieldNames().forEachRemaining(names::add);
+      assertEquals(List.of("bf16"), names, stage + ": " + formats);
+      assertTrue(formats.get("bf16").asLong() >= 1, stage + ": " + formats);
+    }
     try (org.loratransplant.model.LanguageModel lm = org.loratransplant.model.LanguageModel
             .load(SharedData.model("stories260K"), ai.djl.Device.cpu());
         org.loratransplant.lora.LoraAdapter adapter = org.loratransplant.lora.PeftFormat.read(

@@ -13,6 +13,7 @@ import org.apache.spark.sql.Encoders;
 import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.SparkSession;
+import org.apache.spark.util.CollectionAccumulator;
 import org.apache.spark.util.LongAccumulator;
 import org.loratransplant.model.GenerationParams;
 import org.loratransplant.model.LanguageModel;
@@ -53,7 +54,7 @@ public final class GenerateStage {
         .render(Map.of("examples", shots.toString()));
     Dataset<Long> ids = spark.range(from, to, 1, s.partitions()).as(Encoders.LONG());
     return ids.mapPartitions(new Writer(s, queryPrompt, progress.done(), progress.tokens(),
-        continuous),
+        progress.formats(), continuous),
         Encoders.row(Tables.POOL.schema()));
   }
 
@@ -63,14 +64,16 @@ public final class GenerateStage {
     private final String queryPrompt;
     private final LongAccumulator done;
     private final LongAccumulator tokens;
+    private final CollectionAccumulator<String> formats;
     private final boolean continuous;
 
     Writer(PoolSettings s, String queryPrompt, LongAccumulator done, LongAccumulator tokens,
-        boolean continuous) {
+        CollectionAccumulator<String> formats, boolean continuous) {
       this.s = s;
       this.queryPrompt = queryPrompt;
       this.done = done;
       this.tokens = tokens;
+      this.formats = formats;
       this.continuous = continuous;
     }
 
@@ -87,6 +90,7 @@ public final class GenerateStage {
           : ExecutorModels.get(s.querier());
       LanguageModel lm = expert.model();
       LanguageModel qm = querier.model();
+      formats.add(lm.precision().label());
       TextTokenizer tok = lm.tokenizer();
       TextTokenizer qtok = qm.tokenizer();
       int[] stops = lineStops(lm);

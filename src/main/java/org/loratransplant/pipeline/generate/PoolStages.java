@@ -126,6 +126,7 @@ public final class PoolStages {
       st.put("rounds", round);
       st.put("pool", Math.min(kept, want));
       st.put("tokens", p.tokenCount());
+      p.putFormats(st);
     }
     return st;
   }
@@ -151,6 +152,7 @@ public final class PoolStages {
       }
       st.put("samples", n);
       st.put("tokens", p.tokenCount());
+      p.putFormats(st);
     }
     return st;
   }

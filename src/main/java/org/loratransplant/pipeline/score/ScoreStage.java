@@ -14,6 +14,7 @@ import org.apache.spark.sql.Row;
 import org.apache.spark.sql.RowFactory;
 import org.apache.spark.sql.types.DataTypes;
 import org.apache.spark.sql.types.StructType;
+import org.apache.spark.util.CollectionAccumulator;
 import org.apache.spark.util.LongAccumulator;
 import org.loratransplant.model.LanguageModel;
 import org.loratransplant.pipeline.ExecutorModels;
@@ -55,7 +56,8 @@ public final class ScoreStage {
   public static Dataset<Row> score(Dataset<Row> pool, PoolSettings s, Progress progress) {
     Tables.POOL.check(pool);
     return pool.repartition(s.partitions(), col("sample_id"))
-        .mapPartitions(new Scorer(s, progress.done(), progress.tokens()), Encoders.row(WIDE));
+        .mapPartitions(new Scorer(s, progress.done(), progress.tokens(), progress.formats()),
+            Encoders.row(WIDE));
   }
 
   /** scored_samples: the scored wide rows without the per-token text columns. */
@@ -87,11 +89,14 @@ public final class ScoreStage {
     private final PoolSettings s;
     private final LongAccumulator done;
     private final LongAccumulator tokens;
+    private final CollectionAccumulator<String> formats;
 
-    Scorer(PoolSettings s, LongAccumulator done, LongAccumulator tokens) {
+    Scorer(PoolSettings s, LongAccumulator done, LongAccumulator tokens,
+        CollectionAccumulator<String> formats) {
       this.s = s;
       this.done = done;
       this.tokens = tokens;
+      this.formats = formats;
     }
 
     @Override
@@ -104,6 +109,7 @@ public final class ScoreStage {
       FaultInjection.maybeFail("score");
       ExecutorModels.Loaded expert = ExecutorModels.get(s.expert());
       LanguageModel lm = expert.model();
+      formats.add(lm.precision().label());
       TextTokenizer tok = lm.tokenizer();
       PromptTemplate answer = new PromptTemplate("answer", s.answerTemplate());
       int eos = lm.eosIds()[0];
