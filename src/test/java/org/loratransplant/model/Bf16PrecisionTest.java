@@ -25,7 +25,7 @@ import org.loratransplant.testing.SharedData;
 class Bf16PrecisionTest {
 
   /** Mean and max absolute difference of two equally long series. */
-  private static double[] errors(double[] want, float[] got) {
+  static double[] errors(double[] want, float[] got) {
     assertEquals(want.length, got.length);
     double sum = 0;
     double max = 0;
@@ -37,10 +37,14 @@ class Bf16PrecisionTest {
     return new double[] {sum / want.length, max};
   }
 
-  @Test
-  void stories260kLogprobsStayNearTransformersAndGreedyKeepsItsStart() {
-    JsonNode ref = SharedData.json(SharedData.hfReference("stories260K_logprobs.json"));
-    try (LanguageModel lm = LanguageModel.load(SharedData.model("stories260K"), Device.cpu())) {
+  /**
+   * transformers' stories260K sequences: each one's first token as the prompt, the rest as the
+   * response, their float32 log-probs, and the greedy text from BOS.
+   */
+  record StoriesReference(List<int[]> prompts, List<int[]> responses, List<double[]> wants,
+      int[] greedy) {
+    static StoriesReference load() {
+      JsonNode ref = SharedData.json(SharedData.hfReference("stories260K_logprobs.json"));
       List<int[]> prompts = new ArrayList<>();
       List<int[]> responses = new ArrayList<>();
       List<double[]> wants = new ArrayList<>();
@@ -50,6 +54,18 @@ class Bf16PrecisionTest {
         responses.add(Arrays.copyOfRange(ids, 1, ids.length));
         wants.add(SharedData.doubles(s.get("token_logprobs")));
       }
+      return new StoriesReference(prompts, responses, wants,
+          SharedData.ints(ref.get("greedy_from_bos_200_new_tokens")));
+    }
+  }
+
+  @Test
+  void stories260kLogprobsStayNearTransformersAndGreedyKeepsItsStart() {
+    StoriesReference ref = StoriesReference.load();
+    List<int[]> prompts = ref.prompts();
+    List<int[]> responses = ref.responses();
+    List<double[]> wants = ref.wants();
+    try (LanguageModel lm = LanguageModel.load(SharedData.model("stories260K"), Device.cpu())) {
       List<float[]> fp32 = lm.logprobs(prompts, responses, null, 8);
       lm.setPrecision(Precision.BF16);
       List<float[]> bf16 = lm.logprobs(prompts, responses, null, 8);
@@ -63,7 +79,7 @@ class Bf16PrecisionTest {
         maxMoved = Math.max(maxMoved, e[1] - f[1]);
       }
       assertTrue(maxMoved > 1e-4, "bf16 log-probs equal float32's: bf16 did not run");
-      int[] want = SharedData.ints(ref.get("greedy_from_bos_200_new_tokens"));
+      int[] want = ref.greedy();
       int[] greedy = lm.generate(List.of(new int[] {1}), new long[] {0},
           GenerationParams.greedy(200, new int[0]), null, 1).get(0).tokens();
       int same = 0;

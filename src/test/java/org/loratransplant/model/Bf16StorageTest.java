@@ -38,8 +38,8 @@ import org.loratransplant.testing.SharedData;
 class Bf16StorageTest {
   @TempDir Path tmp;
 
-  private static final List<int[]> PROMPTS = List.of(new int[] {1}, new int[] {1, 403});
-  private static final List<int[]> RESPONSES = List.of(
+  static final List<int[]> PROMPTS = List.of(new int[] {1}, new int[] {1, 403});
+  static final List<int[]> RESPONSES = List.of(
       new int[] {407, 261, 429, 300, 21, 9, 370, 288},
       new int[] {300, 21, 9, 403, 407});
 
@@ -81,7 +81,7 @@ class Bf16StorageTest {
   }
 
   /** A LoRA on every projection with B random, so that the adapter changes the outputs. */
-  private static LoraAdapter adapter(LanguageModel lm) {
+  static LoraAdapter adapter(LanguageModel lm) {
     LoraConfig lc = new LoraConfig(4, 8, 0, EnumSet.allOf(Projection.class), List.of(), false,
         "stories260K");
     LoraAdapter a = LoraAdapter.create(lc, lm.config(), lm.model().manager(), 5);
@@ -108,7 +108,7 @@ class Bf16StorageTest {
   }
 
   /** Elements of the products' weights (q|k|v, o, gate|up, down; the LM head when untied). */
-  private static long productValues(LlamaModel m) {
+  static long productValues(LlamaModel m) {
     long n = m.lmHead() == m.embeddingTable() ? 0 : m.lmHead().size();
     for (int i = 0; i < m.config().numLayers(); i++) {
       LlamaModel.Layer l = m.layer(i);

@@ -12,15 +12,12 @@ import java.nio.file.Files;
 import java.nio.file.Path;
 import java.util.ArrayList;
 import java.util.Arrays;
-import java.util.EnumSet;
 import java.util.LinkedHashMap;
 import java.util.List;
 import java.util.Map;
-import java.util.SplittableRandom;
 import org.junit.jupiter.api.Test;
 import org.junit.jupiter.api.io.TempDir;
 import org.loratransplant.lora.LoraAdapter;
-import org.loratransplant.lora.LoraConfig;
 import org.loratransplant.safetensors.Checkpoint;
 import org.loratransplant.safetensors.SafeTensorsWriter;
 import org.loratransplant.safetensors.TensorData;
@@ -36,54 +33,35 @@ import org.loratransplant.testing.SharedData;
 class F16PrecisionTest {
   @TempDir Path tmp;
 
-  private static final List<int[]> PROMPTS = List.of(new int[] {1}, new int[] {1, 403});
-  private static final List<int[]> RESPONSES = List.of(
-      new int[] {407, 261, 429, 300, 21, 9, 370, 288},
-      new int[] {300, 21, 9, 403, 407});
+  private static final List<int[]> PROMPTS = Bf16StorageTest.PROMPTS;
+  private static final List<int[]> RESPONSES = Bf16StorageTest.RESPONSES;
 
-  /** Mean and max absolute difference. */
   private static double[] errors(double[] want, float[] got) {
-    assertEquals(want.length, got.length);
-    double sum = 0;
-    double max = 0;
-    for (int i = 0; i < want.length; i++) {
-      double d = Math.abs(want[i] - got[i]);
-      sum += d;
-      max = Math.max(max, d);
-    }
-    return new double[] {sum / want.length, max};
+    return Bf16PrecisionTest.errors(want, got);
   }
 
-  /** A LoRA on every projection with B random, so that the adapter changes the outputs. */
   private static LoraAdapter adapter(LanguageModel lm) {
-    LoraConfig lc = new LoraConfig(4, 8, 0, EnumSet.allOf(Projection.class), List.of(), false,
-        "stories260K");
-    LoraAdapter a = LoraAdapter.create(lc, lm.config(), lm.model().manager(), 5);
-    SplittableRandom rng = new SplittableRandom(7);
-    for (LoraAdapter.Pair p : a.pairs().values()) {
-      float[] b = new float[(int) p.bT().size()];
-      for (int i = 0; i < b.length; i++) {
-        b[i] = (float) (rng.nextGaussian() * 0.05);
+    return Bf16StorageTest.adapter(lm);
+  }
+
+  /** The largest |a - b| over two equally shaped lists of series. */
+  private static double maxDiff(List<float[]> a, List<float[]> b) {
+    double max = 0;
+    for (int k = 0; k < a.size(); k++) {
+      for (int i = 0; i < a.get(k).length; i++) {
+        max = Math.max(max, Math.abs(a.get(k)[i] - b.get(k)[i]));
       }
-      p.bT().set(b);
     }
-    a.weightsChanged();
-    return a;
+    return max;
   }
 
   @Test
   void stories260kInFloat16StaysCloserToTransformersThanBf16() {
-    JsonNode ref = SharedData.json(SharedData.hfReference("stories260K_logprobs.json"));
+    Bf16PrecisionTest.StoriesReference ref = Bf16PrecisionTest.StoriesReference.load();
+    List<int[]> prompts = ref.prompts();
+    List<int[]> responses = ref.responses();
+    List<double[]> wants = ref.wants();
     try (LanguageModel lm = LanguageModel.load(SharedData.model("stories260K"), Device.cpu())) {
-      List<int[]> prompts = new ArrayList<>();
-      List<int[]> responses = new ArrayList<>();
-      List<double[]> wants = new ArrayList<>();
-      for (JsonNode s : ref.get("sequences")) {
-        int[] ids = SharedData.ints(s.get("input_ids"));
-        prompts.add(new int[] {ids[0]});
-        responses.add(Arrays.copyOfRange(ids, 1, ids.length));
-        wants.add(SharedData.doubles(s.get("token_logprobs")));
-      }
       List<float[]> fp32 = lm.logprobs(prompts, responses, null, 8);
       lm.setPrecision(Precision.F16);
       List<float[]> f16 = lm.logprobs(prompts, responses, null, 8);
@@ -106,7 +84,7 @@ class F16PrecisionTest {
       assertTrue(moved > 1e-5, "float16 log-probs equal float32's: float16 did not run");
       assertTrue(f16Max < 0.05, "float16 max |err| " + f16Max);
       assertTrue(f16Mean < bf16Mean / 2, "float16 " + f16Mean + " vs bf16 " + bf16Mean);
-      int[] want = SharedData.ints(ref.get("greedy_from_bos_200_new_tokens"));
+      int[] want = ref.greedy();
       lm.setPrecision(Precision.F16);
       for (LanguageModel.Batching batching : LanguageModel.Batching.values()) {
         int[] greedy = lm.generate(List.of(new int[] {1}), new long[] {0}, new int[] {200},
@@ -199,25 +177,14 @@ class F16PrecisionTest {
       // then W16 + BA: equal up to that second rounding, far below what the adapter moves.
       List<float[]> adaptedCopies = copies.logprobs(PROMPTS, RESPONSES, ac, 2);
       List<float[]> adaptedStored = stored.logprobs(PROMPTS, RESPONSES, as, 2);
-      double diff = 0;
-      double moved = 0;
-      for (int k = 0; k < want.size(); k++) {
-        for (int i = 0; i < want.get(k).length; i++) {
-          diff = Math.max(diff, Math.abs(adaptedCopies.get(k)[i] - adaptedStored.get(k)[i]));
-          moved = Math.max(moved, Math.abs(adaptedCopies.get(k)[i] - want.get(k)[i]));
-        }
-      }
+      double diff = maxDiff(adaptedCopies, adaptedStored);
+      double moved = maxDiff(adaptedCopies, want);
       System.out.printf("LoRA on float16 products: stored vs copies max |diff| %.4f; the "
           + "adapter moves log-probs by up to %.4f%n", diff, moved);
       assertTrue(diff < 0.05 * moved, "diff " + diff + " against a move of " + moved);
       // The products' float32 values became float16: each product weight takes half the bytes.
-      LlamaModel m = copies.model();
-      long products = 0;
-      for (int i = 0; i < m.config().numLayers(); i++) {
-        LlamaModel.Layer l = m.layer(i);
-        products += l.qkv().size() + l.o().size() + l.gateUp().size() + l.down().size();
-      }
-      assertEquals(m.weightBytes() - 2 * products, stored.model().weightBytes());
+      assertEquals(copies.model().weightBytes() - 2 * Bf16StorageTest.productValues(
+          copies.model()), stored.model().weightBytes());
     }
   }
 
@@ -243,14 +210,8 @@ class F16PrecisionTest {
       List<float[]> base = f16.logprobs(PROMPTS, RESPONSES, null, 2);
       a16.merge(f16.model());
       List<float[]> merged = f16.logprobs(PROMPTS, RESPONSES, null, 2);
-      double moved = 0;
-      double err = 0;
-      for (int k = 0; k < beside.size(); k++) {
-        for (int i = 0; i < beside.get(k).length; i++) {
-          moved = Math.max(moved, Math.abs(beside.get(k)[i] - base.get(k)[i]));
-          err = Math.max(err, Math.abs(beside.get(k)[i] - merged.get(k)[i]));
-        }
-      }
+      double moved = maxDiff(beside, base);
+      double err = maxDiff(beside, merged);
       assertTrue(moved > 0.1 && err < 0.02 * moved, "merged " + err + ", moved " + moved);
     }
   }
