@@ -30,7 +30,8 @@ public final class FleetCommand implements Command {
     Options o = new Options(name(), summary())
         .value("adapters", "DIR", "the adapters and their manifest (fleet.conf or fleet.json)",
             null)
-        .value("target-model", "DIR", "the new base every adapter moves to", null)
+        .value("target-model", "DIR", "the new base every adapter moves to (a local "
+            + "directory, or s3a://...: fetched once into the model cache)", null)
         .value("out", "DIR", "run directory (default lt.fleet.out)", null)
         .value("method", "PRESET", "method preset of lt.methods (default lt.titok.method); an "
             + "entry's 'method' overrides it", null)
@@ -45,7 +46,7 @@ public final class FleetCommand implements Command {
     try {
       // The manifest, the target and the conf are checked before a session starts.
       plan = FleetJob.Plan.of(settings, Path.of(o.required("adapters")),
-          Path.of(o.required("target-model")), o.get("out"), o.get("method"));
+          o.required("target-model"), o.get("out"), o.get("method"));
     } catch (IllegalArgumentException e) {
       throw new UsageException(e.getMessage());
     }

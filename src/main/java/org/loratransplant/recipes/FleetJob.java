@@ -23,6 +23,7 @@ import org.loratransplant.config.Settings;
 import org.loratransplant.lora.PeftFormat;
 import org.loratransplant.model.ModelConfig;
 import org.loratransplant.pipeline.Keys;
+import org.loratransplant.pipeline.ModelDirs;
 import org.loratransplant.pipeline.Recipe;
 import org.loratransplant.pipeline.RecipeRunner;
 import org.loratransplant.pipeline.RunLock;
@@ -63,7 +64,8 @@ public final class FleetJob {
 
   /**
    * A fleet, checked without Spark: the manifest, the target, where outputs go, the job's
-   * method and the failure threshold.
+   * method and the failure threshold. A remote target ({@code s3a://...}) is checked here for
+   * its form only, and whole when the job starts ({@link #run}), with the session's S3 settings.
    *
    * @param maxFailedFraction the job fails when every adapter fails or more than this share does
    */
@@ -74,10 +76,11 @@ public final class FleetJob {
      * Checks the conf's {@code lt.fleet}, the manifest in {@code adapters} (whole, before any
      * work), the target and the methods.
      *
+     * @param target the new base: a local directory, or a remote one's URI
      * @param out the run directory, or null for {@code lt.fleet.out}
      * @param method the job's method preset, or null for {@code lt.titok.method}
      */
-    public static Plan of(Settings settings, Path adapters, Path target, String out,
+    public static Plan of(Settings settings, Path adapters, String target, String out,
         String method) {
       double fraction;
       String dir;
@@ -93,7 +96,20 @@ public final class FleetJob {
         throw new IllegalArgumentException("lt.fleet.max-failed-fraction must be in [0, 1], got "
             + fraction);
       }
-      checkModelDir(target, "--target-model");
+      String targetDir;
+      if (ModelDirs.isRemote(target)) {
+        try {
+          java.net.URI.create(target);
+        } catch (IllegalArgumentException e) {
+          throw new IllegalArgumentException("--target-model = " + target + ": not a URI ("
+              + e.getMessage() + ")", e);
+        }
+        targetDir = target;
+      } else {
+        Path local = ModelDirs.local(target);
+        checkModelDir(local, "--target-model");
+        targetDir = local.toAbsolutePath().normalize().toString();
+      }
       FleetManifest manifest = FleetManifest.load(adapters);
       manifest.checkMethods(settings.config().getConfig("methods"), m);
       // The rest of the conf, as every adapter's settings will have it (paths aside).
@@ -106,7 +122,7 @@ public final class FleetJob {
       }
       exp.trainer();
       exp.evaluation();
-      return new Plan(settings, manifest, target.toAbsolutePath().normalize().toString(),
+      return new Plan(settings, manifest, targetDir,
           TitokSettings.absolute(dir), m, fraction);
     }
 
@@ -135,8 +151,22 @@ public final class FleetJob {
   /** Outcome of the whole job. */
   public record Result(List<Row> rows, int ok, int failed, boolean fails, String markdown) {}
 
-  /** Runs every adapter, writes the report and returns it. */
+  /**
+   * Runs every adapter, writes the report and returns it. A remote target is fetched into the
+   * model cache and checked first: every adapter needs it.
+   */
   public Result run() {
+    if (ModelDirs.isRemote(plan.target())) {
+      Path local;
+      try {
+        local = ModelDirs.local(plan.target());
+      } catch (RuntimeException e) {
+        throw new IllegalArgumentException("--target-model = " + plan.target() + ": "
+            + e.getMessage(), e);
+      }
+      checkModelDirAs(local, "--target-model = " + plan.target() + " (fetched to " + local
+          + ")");
+    }
     try (RunLock lock = RunLock.acquire(spark, plan.out())) {
       return runLocked();
     }
@@ -266,20 +296,24 @@ public final class FleetJob {
 
   /** A model directory with a config and a tokenizer (TiTok needs text). */
   static void checkModelDir(Path dir, String what) {
+    checkModelDirAs(dir, what + " = " + dir);
+  }
+
+  /** As {@link #checkModelDir}, the messages starting with {@code shown}. */
+  private static void checkModelDirAs(Path dir, String shown) {
     if (!Files.isRegularFile(dir.resolve("config.json"))) {
-      throw new IllegalArgumentException(what + " = " + dir + ": not a model directory (no "
-          + "config.json)");
+      throw new IllegalArgumentException(shown + ": not a model directory (no config.json)");
     }
     if (!Files.isRegularFile(dir.resolve("tokenizer.json"))) {
-      throw new IllegalArgumentException(what + " = " + dir + ": no tokenizer.json (TiTok "
-          + "needs text)");
+      throw new IllegalArgumentException(shown + ": no tokenizer.json (TiTok needs text)");
     }
     try {
       ModelConfig.load(dir);
     } catch (RuntimeException e) {
-      throw new IllegalArgumentException(what + " = " + dir + ": " + e.getMessage(), e);
+      throw new IllegalArgumentException(shown + ": " + e.getMessage(), e);
     }
   }
+
 
   // ---- the driver's stages ------------------------------------------------------------------
 

@@ -23,12 +23,14 @@ import org.apache.spark.sql.Row;
 import org.apache.spark.sql.SparkSession;
 import org.junit.jupiter.api.BeforeAll;
 import org.junit.jupiter.api.Test;
+import org.junit.jupiter.api.extension.RegisterExtension;
 import org.junit.jupiter.api.io.TempDir;
 import org.loratransplant.cli.Main;
 import org.loratransplant.config.Settings;
 import org.loratransplant.lora.PeftFormat;
 import org.loratransplant.pipeline.StageStore;
 import org.loratransplant.table.Tables;
+import org.loratransplant.testing.S3TestServer;
 import org.loratransplant.testing.SharedData;
 import org.loratransplant.testing.SparkTestSession;
 
@@ -40,6 +42,9 @@ import org.loratransplant.testing.SparkTestSession;
  * {@link FleetSlowTest}.
  */
 class FleetJobTest {
+  @RegisterExtension
+  static final S3TestServer S3 = new S3TestServer();
+
   @TempDir static Path tmp;
   static Path task;
   static Path expertA;
@@ -156,7 +161,7 @@ class FleetJobTest {
   static String refused(String dir, String... entries) throws IOException {
     Path d = manifest(dir, entries);
     return assertThrows(IllegalArgumentException.class, () -> FleetJob.Plan.of(settings(), d,
-        SharedData.model("llama2xs"), tmp.resolve("out-" + dir).toString(), null)).getMessage();
+        model("llama2xs"), tmp.resolve("out-" + dir).toString(), null)).getMessage();
   }
 
   @Test
@@ -184,11 +189,11 @@ class FleetJobTest {
     Path none = tmp.resolve("m10");
     Files.createDirectories(none);
     m = assertThrows(IllegalArgumentException.class, () -> FleetJob.Plan.of(settings(), none,
-        SharedData.model("llama2xs"), null, null)).getMessage();
+        model("llama2xs"), null, null)).getMessage();
     assertTrue(m.contains("no manifest (fleet.conf or fleet.json)"), m);
     Path d = manifest("m11", ok);
     m = assertThrows(IllegalArgumentException.class, () -> FleetJob.Plan.of(settings(), d,
-        tmp.resolve("no-such-model"), null, null)).getMessage();
+        tmp.resolve("no-such-model").toString(), null, null)).getMessage();
     assertTrue(m.contains("--target-model = ") && m.contains("no config.json"), m);
     // The command refuses it with exit 2 before a Spark session starts.
     assertEquals(2, Main.run(new String[] {"fleet", "--adapters", tmp.resolve("m1").toString(),
@@ -209,7 +214,7 @@ class FleetJobTest {
   @Test
   void failedShareDecidesTheExitStatus() throws IOException {
     FleetJob.Plan p = FleetJob.Plan.of(settings(), manifest("p1", entry(expertA.toString(),
-        task.toString())), SharedData.model("llama2xs"), null, null);
+        task.toString())), model("llama2xs"), null, null);
     assertEquals(0.5, p.maxFailedFraction());
     assertFalse(p.fails(0, 3));
     assertFalse(p.fails(1, 3));
@@ -237,7 +242,7 @@ class FleetJobTest {
             + model("stories260K") + "\", task = \"" + task + "\", method = lora-x }");
     SparkSession spark = SparkTestSession.get();
     Path out = tmp.resolve("pre-out");
-    FleetJob.Plan plan = FleetJob.Plan.of(settings(), dir, SharedData.model("llama2xs"),
+    FleetJob.Plan plan = FleetJob.Plan.of(settings(), dir, model("llama2xs"),
         out.toString(), "titok");
     FleetJob.Result r = new FleetJob(spark, plan, false).run();
     assertEquals(1, r.ok());
@@ -270,6 +275,36 @@ class FleetJobTest {
     assertTrue(scala.collection.JavaConverters.seqAsJavaList(rerun.getAs("stages_run"))
         .isEmpty());
     assertEquals(errors, errors(spark, out));
+  }
+
+  /**
+   * A target base on s3a:// (a team's models live in a bucket): refused whole, naming the URI,
+   * when it is no model; otherwise fetched into the model cache and migrated to.
+   */
+  @Test
+  void aTargetOnS3aIsCheckedWhenTheJobStartsAndMigratedTo() throws IOException {
+    SparkSession spark = SparkTestSession.withS3(S3);
+    String target = S3.putDirectory(SharedData.model("llama2xs"), "models/llama2xs");
+    Path notes = tmp.resolve("not-a-model");
+    Files.createDirectories(notes);
+    Files.writeString(notes.resolve("README.md"), "weights elsewhere\n");
+    String notModel = S3.putDirectory(notes, "models/notes");
+    String good = "{ name = good, adapter = \"" + expertB + "\", source-model = \""
+        + model("stories260K") + "\", task = \"" + task + "\", method = lora-x }";
+    Path out = tmp.resolve("s3-target-out");
+    FleetJob.Plan bad = FleetJob.Plan.of(settings(), manifest("s3bad", good), notModel,
+        out.toString(), "titok");
+    String m = assertThrows(IllegalArgumentException.class,
+        () -> new FleetJob(spark, bad, false).run()).getMessage();
+    assertTrue(m.startsWith("--target-model = " + notModel) && m.contains("no config.json"), m);
+    FleetJob.Plan plan = FleetJob.Plan.of(settings(), manifest("s3", good), target,
+        out.toString(), "titok");
+    assertEquals(target, plan.target(), "a URI stays as written");
+    FleetJob.Result r = new FleetJob(spark, plan, false).run();
+    assertEquals(1, r.ok(), r.markdown());
+    Row row = new StageStore(spark, out.toString()).read(Tables.FLEET_REPORT).first();
+    assertEquals(target, row.getAs("target"));
+    assertEquals("ok", row.getAs("status"));
   }
 
   static Map<String, String> errors(SparkSession spark, Path out) {

@@ -72,7 +72,7 @@ class FleetSlowTest {
         + entry("broken", task.toString()) + "\n]\n");
     Path out = tmp.resolve("fleet-out");
     SparkSession spark = SparkTestSession.get();
-    FleetJob.Plan plan = FleetJob.Plan.of(FleetJobTest.settings(), dir, SharedData.model("llama2xs"),
+    FleetJob.Plan plan = FleetJob.Plan.of(FleetJobTest.settings(), dir, FleetJobTest.model("llama2xs"),
         out.toString(), "titok");
     FleetJob.Result r = new FleetJob(spark, plan, false).run();
     assertEquals(2, r.ok());
