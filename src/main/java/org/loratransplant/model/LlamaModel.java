@@ -280,8 +280,9 @@ public final class LlamaModel implements AutoCloseable {
    */
   private static NDArray toF16(NDArray x, WeightReader w, List<String> names) {
     float max;
-    try (NDArray abs = x.abs(); NDArray m = abs.max()) {
-      max = m.getFloat();
+    // Two reductions rather than abs().max(), which would copy the whole tensor first.
+    try (NDArray hi = x.max(); NDArray lo = x.min()) {
+      max = Math.max(hi.getFloat(), -lo.getFloat());
     }
     if (max > F16_MAX) {
       throw new ModelConfigException(w.fileOf(names.get(0)) + ": tensor" + (names.size() > 1
