@@ -78,6 +78,11 @@ final class TrainingOps {
     return run(new Key("Bf16Bits", 0, bits.getDevice()), bits);
   }
 
+  /** The sum of {@code x} (any float type) as a float32 scalar, accumulated in float32. */
+  static NDArray sumFloat32(NDArray x) {
+    return run(new Key("SumFloat32", 0, x.getDevice()), x);
+  }
+
   /** {@code x} rounded to bfloat16 (nearest even), a new tensor. */
   static NDArray bf16Round(NDArray x) {
     return run(new Key("Bf16Round", 0, x.getDevice()), x);

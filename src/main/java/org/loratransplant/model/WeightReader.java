@@ -321,10 +321,11 @@ final class WeightReader implements AutoCloseable {
       }
       // One reduction on one thread: a sum is finite when no value is NaN or infinite (an
       // overflow of the sum itself, only with absurd weights, is told apart by the scan). A
-      // float16 block is summed in float32: its own sum overflows at 65504.
-      try (NDArray values = bits ? TrainingOps.bf16Bits(block)
-              : raw == DType.F16 ? block.toType(DataType.FLOAT32, false) : null;
-          NDArray sum = (values != null ? values : block).sum();
+      // float16 block is summed in float32 (its own sum overflows at 65504), without a float32
+      // copy of the block.
+      try (NDArray values = bits ? TrainingOps.bf16Bits(block) : null;
+          NDArray sum = raw == DType.F16 ? TrainingOps.sumFloat32(block)
+              : (values != null ? values : block).sum();
           NDArray sum32 = bits ? sum.toType(DataType.FLOAT32, false) : null) {
         if (!Float.isFinite((bits ? sum32 : sum).getFloat())) {
           String problem = FiniteCheck.problem(name, ckpt.readFloat32(name));

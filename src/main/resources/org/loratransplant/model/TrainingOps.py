@@ -77,3 +77,11 @@ class Bf16Round(Module):
   training : bool
   def forward(self: __torch__.Bf16Round, x: Tensor) -> Tensor:
     return x.to(15).contiguous()
+class SumFloat32(Module):
+  # The sum of a 16-bit tensor accumulated and returned in float32, with no float32 copy of it
+  # (a float16 sum would overflow at 65504; converting first cost a copy per block).
+  __parameters__ = []
+  __buffers__ = []
+  training : bool
+  def forward(self: __torch__.SumFloat32, x: Tensor) -> Tensor:
+    return torch.sum(x, dtype=6)
