@@ -31,15 +31,25 @@ final class Experts {
       throw new IllegalArgumentException("lt.titok." + key + " = " + dir + ": " + e.getMessage(),
           e);
     }
+    checkModelDirAt(p, "lt.titok." + key + " = " + dir);
+  }
+
+  /**
+   * The local directory {@code p} holds a config and a tokenizer (TiTok needs text), and the
+   * config loads; every error starts with {@code shown} (the setting and its value).
+   */
+  static void checkModelDirAt(Path p, String shown) {
     if (!Files.isRegularFile(p.resolve("config.json"))) {
-      throw new IllegalArgumentException("lt.titok." + key + " = " + dir + ": not a model "
-          + "directory (no config.json)");
+      throw new IllegalArgumentException(shown + ": not a model directory (no config.json)");
     }
     if (!Files.isRegularFile(p.resolve("tokenizer.json"))) {
-      throw new IllegalArgumentException("lt.titok." + key + " = " + dir + ": no tokenizer.json "
-          + "(TiTok needs text)");
+      throw new IllegalArgumentException(shown + ": no tokenizer.json (TiTok needs text)");
     }
-    ModelConfig.load(p);
+    try {
+      ModelConfig.load(p);
+    } catch (RuntimeException e) {
+      throw new IllegalArgumentException(shown + ": " + e.getMessage(), e);
+    }
   }
 
   /**

@@ -164,8 +164,8 @@ public final class FleetJob {
         throw new IllegalArgumentException("--target-model = " + plan.target() + ": "
             + e.getMessage(), e);
       }
-      checkModelDirAs(local, "--target-model = " + plan.target() + " (fetched to " + local
-          + ")");
+      Experts.checkModelDirAt(local, "--target-model = " + plan.target() + " (fetched to "
+          + local + ")");
     }
     try (RunLock lock = RunLock.acquire(spark, plan.out())) {
       return runLocked();
@@ -296,23 +296,9 @@ public final class FleetJob {
 
   /** A model directory with a config and a tokenizer (TiTok needs text). */
   static void checkModelDir(Path dir, String what) {
-    checkModelDirAs(dir, what + " = " + dir);
+    Experts.checkModelDirAt(dir, what + " = " + dir);
   }
 
-  /** As {@link #checkModelDir}, the messages starting with {@code shown}. */
-  private static void checkModelDirAs(Path dir, String shown) {
-    if (!Files.isRegularFile(dir.resolve("config.json"))) {
-      throw new IllegalArgumentException(shown + ": not a model directory (no config.json)");
-    }
-    if (!Files.isRegularFile(dir.resolve("tokenizer.json"))) {
-      throw new IllegalArgumentException(shown + ": no tokenizer.json (TiTok needs text)");
-    }
-    try {
-      ModelConfig.load(dir);
-    } catch (RuntimeException e) {
-      throw new IllegalArgumentException(shown + ": " + e.getMessage(), e);
-    }
-  }
 
 
   // ---- the driver's stages ------------------------------------------------------------------

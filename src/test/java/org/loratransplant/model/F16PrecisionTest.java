@@ -216,26 +216,35 @@ class F16PrecisionTest {
     }
   }
 
-  @Test
-  void aWeightBeyondFloat16sRangeIsRefusedNamingTheTensor() throws Exception {
+  /**
+   * A copy of stories260K in {@code dir}, every tensor stored by {@code as}, with value 17 of
+   * tensor {@code bad} set to {@code value}.
+   */
+  private static Path storiesCopy(Path dir, java.util.function.BiFunction<long[], float[],
+      TensorData> as, String bad, float value) throws Exception {
     Path src = SharedData.model("stories260K");
-    Path dir = tmp.resolve("wide-range");
     Files.createDirectories(dir);
     for (String f : List.of("config.json", "tokenizer.json", "tokenizer_config.json")) {
       Files.copy(src.resolve(f), dir.resolve(f));
     }
-    String bad = "model.layers.3.mlp.down_proj.weight";
     Map<String, TensorData> tensors = new LinkedHashMap<>();
     try (Checkpoint c = Checkpoint.open(src)) {
       for (String n : c.names()) {
         float[] v = c.readFloat32(n);
         if (n.equals(bad)) {
-          v[17] = -1.0e5f;
+          v[17] = value;
         }
-        tensors.put(n, TensorData.ofFloat32(c.info(n).dims(), v));
+        tensors.put(n, as.apply(c.info(n).dims(), v));
       }
     }
     SafeTensorsWriter.write(dir.resolve("model.safetensors"), tensors, null);
+    return dir;
+  }
+
+  @Test
+  void aWeightBeyondFloat16sRangeIsRefusedNamingTheTensor() throws Exception {
+    String bad = "model.layers.3.mlp.down_proj.weight";
+    Path dir = storiesCopy(tmp.resolve("wide-range"), TensorData::ofFloat32, bad, -1.0e5f);
     ModelConfigException e = assertThrows(ModelConfigException.class,
         () -> LlamaModel.load(dir, Device.cpu(), Precision.F16).close());
     assertTrue(e.getMessage().contains(bad) && e.getMessage().contains("model.safetensors")
@@ -247,26 +256,11 @@ class F16PrecisionTest {
 
   @Test
   void aNanInAFloat16TensorIsRefusedByNameMappedOrRead() throws Exception {
-    Path src = SharedData.model("stories260K");
     // gate|up of a layer lie back to back in the file (mapped); q, k, v do not (read).
     for (String bad : List.of("model.layers.2.mlp.up_proj.weight",
         "model.layers.1.self_attn.k_proj.weight")) {
-      Path dir = tmp.resolve("nan-" + bad.hashCode());
-      Files.createDirectories(dir);
-      for (String f : List.of("config.json", "tokenizer.json", "tokenizer_config.json")) {
-        Files.copy(src.resolve(f), dir.resolve(f));
-      }
-      Map<String, TensorData> tensors = new LinkedHashMap<>();
-      try (Checkpoint c = Checkpoint.open(src)) {
-        for (String n : c.names()) {
-          float[] v = c.readFloat32(n);
-          if (n.equals(bad)) {
-            v[5] = Float.NaN;
-          }
-          tensors.put(n, TensorData.ofFloat16(c.info(n).dims(), v));
-        }
-      }
-      SafeTensorsWriter.write(dir.resolve("model.safetensors"), tensors, null);
+      Path dir = storiesCopy(tmp.resolve("nan-" + bad.hashCode()), TensorData::ofFloat16, bad,
+          Float.NaN);
       ModelConfigException e = assertThrows(ModelConfigException.class,
           () -> LlamaModel.load(dir, Device.cpu(), Precision.F16).close());
       assertTrue(e.getMessage().contains(bad) && e.getMessage().contains("NaN"), e.getMessage());
